@@ -1,0 +1,1 @@
+"""Detector: log ingestion, streaming anomaly detection, and PostgreSQL dedup of anomalies."""

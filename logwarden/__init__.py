@@ -1,0 +1,1 @@
+"""logwarden: the composition root (configuration, database, CLI, service wiring)."""

@@ -1,0 +1,1 @@
+"""Router: per-user tool-router sessions (Composio, or the local sandbox) and connections."""
