@@ -47,6 +47,14 @@ MODEL_FAILURES: tuple[type[BaseException], ...] = (
 """Exceptions from a model run that mean "let the rules decide"."""
 
 
+_LEDGER_FAILURES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
 class Tier(StrEnum):
     FAST = "fast"
     STRONG = "strong"
@@ -135,7 +143,7 @@ class ModelLease:
         if self.ledger is not None and self.reservation is not None:
             try:
                 await self.ledger.record(self.reservation, cost)
-            except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            except _LEDGER_FAILURES as exc:
                 log.warning("could not record model spend of %s USD: %s", cost, type(exc).__name__)
         return cost
 
@@ -223,7 +231,7 @@ class ModelRouter:
         if self._ledger is not None:
             try:
                 reservation = await self._ledger.reserve(self.config.run_reserve_usd)
-            except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            except _LEDGER_FAILURES as exc:
                 return UseRules(RulesReason.BUDGET_UNAVAILABLE, type(exc).__name__)
             if reservation is None:
                 return UseRules(RulesReason.BUDGET_EXHAUSTED)

@@ -92,7 +92,9 @@ class Outcome:
             skipped={s.channel.value: s.reason.value for s in p.skipped},
             owner=p.owner,
             targets={a.channel.value: a.target for a in p.actions},
-            fallbacks={a.channel.value: a.fallback_for.value for a in p.actions if a.fallback_for is not None},
+            fallbacks={
+                a.channel.value: a.fallback_for.value for a in p.actions if a.fallback_for is not None
+            },
             connect=p.connect_needed,
             resume_at=p.resume_at,
         )
@@ -170,7 +172,11 @@ class EvalReport:
 
 
 async def evaluate(
-    cases: Sequence[ScenarioCase], decider: Decider, *, label: str = "decider", out: Callable[[str], None] = print
+    cases: Sequence[ScenarioCase],
+    decider: Decider,
+    *,
+    label: str = "decider",
+    out: Callable[[str], None] = print,
 ) -> EvalReport:
     """Run ``decider`` on every case; print mismatches and the pass rate; return the report."""
     failures = []
@@ -190,7 +196,8 @@ async def evaluate(
 # --- loading ------------------------------------------------------------------------------------
 
 
-def _incident(data: Mapping[str, Any], now: datetime) -> Incident:
+def incident_from_facts(data: Mapping[str, Any], now: datetime) -> Incident:
+    """An incident (with its latest anomaly) from the compact facts scenario files use."""
     project, service = str(data["project"]), str(data["service"])
     signal = Signal(data.get("signal", "error_rate"))
     severity = Severity.parse(data["severity"])
@@ -251,7 +258,7 @@ def _case(raw: Mapping[str, Any], source: str, policies: Mapping[str, Policy]) -
     if not isinstance(now, datetime) or now.tzinfo is None:
         raise ScenarioError(f"{source}: {raw.get('name')}: now must be an offset date-time")
     now = now.astimezone(UTC)
-    incident = _incident(raw["incident"], now)
+    incident = incident_from_facts(raw["incident"], now)
     policy = policies[raw.get("policy", "builtin")].for_service(incident.project, incident.service)
     states = {c.value: "active" for c in Channel} | dict(raw.get("connections", {}))
     exp = raw["expect"]
