@@ -36,12 +36,16 @@ def _what(incident: Incident) -> str:
     return "volume collapse" if incident.signal is Signal.VOLUME_COLLAPSE else "error-rate anomaly"
 
 
+_MAX_TITLE = 250  # Jira summaries stop at 255 characters
+
+
 def title(incident: Incident, kind: JobKind) -> str:
     """One line: ``[CRITICAL] shop/checkout: error-rate anomaly (incident 42)``."""
-    return (
+    text = (
         f"[{incident.severity.label.upper()}] {_HEADLINE[kind]}{incident.project}/{incident.service}: "
         f"{_what(incident)} (incident {incident.id})"
     )
+    return text if len(text) <= _MAX_TITLE else text[: _MAX_TITLE - 1] + "…"
 
 
 def stats(event: AnomalyEvent | None) -> str:

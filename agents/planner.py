@@ -36,7 +36,7 @@ from enum import StrEnum
 from agents.notification_text import connect_notice, slack_text, ticket_text, title
 from agents.policy import CHANNEL_ORDER, Channel, JiraTarget, PagerDutyTarget, ServicePolicy
 from agents.tool_catalog import JsonValue, Tool, ToolCall, build_call, incident_key
-from agents.triage import Action, TriageVerdict
+from agents.triage_rules import Action, TriageVerdict
 from detector.models import Incident, JobKind, Severity
 from router.base import Connection, ConnectionState
 

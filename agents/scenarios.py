@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.planner import ActionKind, Plan, PlanInput, PriorDelivery, plan
 from agents.policy import BUILTIN_POLICY, Channel, Policy, ServicePolicy
 from agents.policy_file import load_policy, parse_policy
-from agents.triage import TriageInput, TriageModel, triage
+from agents.triage_rules import TriageInput, TriageVerdict, fallback_verdict, rule_verdict
 from detector.models import (
     AnomalyEvent,
     EventKind,
@@ -37,6 +37,9 @@ from detector.models import (
     fingerprint,
 )
 from router.base import Connection, ConnectionState
+
+if TYPE_CHECKING:
+    from agents.triage import TriageModel
 
 
 class ScenarioError(ValueError):
@@ -103,7 +106,7 @@ class Outcome:
 Decider = Callable[[ScenarioCase], Awaitable[Outcome]]
 
 
-def plan_input(case: ScenarioCase, verdict: Any) -> PlanInput:
+def plan_input(case: ScenarioCase, verdict: TriageVerdict) -> PlanInput:
     return PlanInput(
         job_id=case.job_id,
         kind=case.kind,
@@ -125,12 +128,15 @@ def _triage_input(case: ScenarioCase) -> TriageInput:
 
 async def rules_decider(case: ScenarioCase) -> Outcome:
     """Triage rules (their fallback for the ambiguous middle) + the rules planner: no model."""
-    verdict = await triage(_triage_input(case))
+    verdict = rule_verdict(_triage_input(case))
+    if not isinstance(verdict, TriageVerdict):
+        verdict = fallback_verdict(verdict, "no_model_configured")
     return Outcome.from_plan(plan(plan_input(case, verdict)))
 
 
 def triage_model_decider(model: TriageModel) -> Decider:
     """Triage with ``model`` for the ambiguous middle, then the rules planner."""
+    from agents.triage import triage  # the model path needs pydantic-ai; the rules do not
 
     async def decide(case: ScenarioCase) -> Outcome:
         verdict = await triage(_triage_input(case), model)

@@ -1,40 +1,18 @@
-"""Triage: decide whether and where to notify, by rules when obvious, by a cheap model otherwise.
+"""Triage: rules for the obvious cases, a cheap model for the ambiguous middle, rules on failure.
 
-The rules (:func:`rule_verdict`, zero tokens, pure) settle the obvious cases, each with a named
-reason:
-
-==========================  ===================================================================
-reason                      when → verdict
-==========================  ===================================================================
-``recovery``                resolve job → close the loop on every channel already used
-``recovery_nothing_sent``   resolve job, nothing was ever sent → no action
-``incident_resolved``       a stale open/escalate/repeat job for a resolved incident → no action
-``escalated_to_critical``   escalate job → page (PagerDuty + Slack), or Slack + Jira if the
-                            service does not page
-``critical_sustained``      critical and sustained (or a repeat) on a paging service → page now
-                            (PagerDuty + Slack; a repeat also files a Jira ticket)
-``critical_non_paging``     critical on a service that does not page → Slack + Jira
-``tiny_blip``               a warning below the error-count or score floor → no action
-``warning_persists``        a warning still firing after the repeat interval → Slack + Jira
-``warning_clear``           a warning at or above ``notify_score``, or sustained → Slack
-==========================  ===================================================================
-
-Everything else is the ambiguous middle (:class:`Ambiguous`): a brief critical spike on a paging
-service (``critical_brief``) or a borderline warning (``warning_borderline``). Only these go to the
-model (:class:`TriageModel`, a pydantic-ai Agent with a small structured output). If there is no
-model, the budget is spent, or the model fails, times out or breaks a usage limit, the rules'
-own answer for the case is used (``critical_brief`` → page; ``warning_borderline`` → Slack), so a
-page is never lost. The model may not ignore a critical incident: at least Slack is told.
-Every verdict records which path decided (:class:`DecisionPath`) and why.
+:func:`triage` asks :func:`agents.triage_rules.rule_verdict` first (zero tokens). Only the
+ambiguous middle goes to the model (:class:`TriageModel`: a pydantic-ai Agent with a small
+structured output, :class:`TriageOutput`), within the budget and usage limits of a
+:class:`agents.models.ModelLease`. No model, a spent budget, a failure, a timeout, a usage-limit
+breach or malformed output all give the rules' answer instead, marked as the fallback path with
+the reason. The model's answer is made consistent (a page includes PagerDuty) and may not ignore a
+critical incident (at least Slack is told). Log text reaches the model only as quoted data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from decimal import Decimal
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,184 +22,22 @@ from pydantic_ai.usage import RunUsage
 
 from agents.models import MODEL_FAILURES, ModelLease, ModelRouter, RulesReason, Tier, UseRules
 from agents.notification_text import quote_log
-from agents.policy import CHANNEL_ORDER, Channel, ServicePolicy, TriageThresholds
-from detector.models import Incident, IncidentStatus, JobKind, Severity, Signal
+from agents.policy import CHANNEL_ORDER, Channel
+from agents.triage_rules import (
+    Action,
+    Ambiguous,
+    DecisionPath,
+    ModelUsage,
+    TriageInput,
+    TriageVerdict,
+    Urgency,
+    fallback_verdict,
+    ordered_channels,
+    rule_verdict,
+)
+from detector.models import Severity
 
 log = logging.getLogger(__name__)
-
-
-class Action(StrEnum):
-    IGNORE = "ignore"
-    NOTIFY = "notify"
-    PAGE = "page"
-    CLOSE = "close"
-
-
-class Urgency(StrEnum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-
-
-class DecisionPath(StrEnum):
-    RULES = "rules"
-    """An obvious case, decided by rule with zero tokens."""
-    MODEL = "model"
-    """The ambiguous middle, decided by the triage model."""
-    FALLBACK = "fallback"
-    """The ambiguous middle, decided by rule because no model could decide (see ``fallback``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TriageInput:
-    """What triage looks at."""
-
-    kind: JobKind
-    incident: Incident
-    policy: ServicePolicy
-    used_channels: frozenset[Channel] = frozenset()
-    """Channels that already carry something for this incident (earlier deliveries)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelUsage:
-    model: str
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class TriageVerdict:
-    """The triage decision and its provenance."""
-
-    action: Action
-    channels: tuple[Channel, ...]
-    """Channels wanted, in :data:`CHANNEL_ORDER`; the planner applies the policy's gates."""
-    urgency: Urgency
-    rationale: str
-    path: DecisionPath
-    reason: str
-    """The rule's named reason (for the model path: the ambiguous case it was asked about)."""
-    fallback: str | None = None
-    """Why no model decided, on the fallback path (e.g. ``no_model_configured``)."""
-    usage: ModelUsage | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ambiguous:
-    """Not obvious: a model may decide; ``default`` is the rules' answer if none can."""
-
-    reason: str
-    default: TriageVerdict
-
-
-def _ordered(channels: set[Channel] | frozenset[Channel]) -> tuple[Channel, ...]:
-    return tuple(c for c in CHANNEL_ORDER if c in channels)
-
-
-def is_sustained(incident: Incident, t: TriageThresholds) -> bool:
-    """Seen often enough, for long enough, or in a long enough window."""
-    if incident.occurrences >= t.sustained_occurrences:
-        return True
-    if (incident.last_seen - incident.first_seen).total_seconds() >= t.sustained_seconds:
-        return True
-    event = incident.latest
-    return event is not None and event.window_end - event.window_start >= t.sustained_seconds
-
-
-def is_blip(incident: Incident, t: TriageThresholds) -> bool:
-    """A warning too small to mention: few errors (error-rate only) or a low score."""
-    event = incident.latest
-    if incident.severity is not Severity.WARNING or event is None:
-        return False
-    few = incident.signal is Signal.ERROR_RATE and event.error_count < t.ignore_below_errors
-    return few or event.score < t.ignore_below_score
-
-
-def _rule(action: Action, channels: set[Channel], urgency: Urgency, reason: str, why: str) -> TriageVerdict:
-    return TriageVerdict(
-        action=action,
-        channels=_ordered(channels) if action is not Action.IGNORE else (),
-        urgency=urgency,
-        rationale=why,
-        path=DecisionPath.RULES,
-        reason=reason,
-    )
-
-
-_PAGE = {Channel.PAGERDUTY, Channel.SLACK}
-_TICKET = {Channel.SLACK, Channel.JIRA}
-
-
-def rule_verdict(inp: TriageInput) -> TriageVerdict | Ambiguous:
-    """The rules' decision, or :class:`Ambiguous` for the middle (see the module table)."""
-    incident, policy, kind = inp.incident, inp.policy, inp.kind
-    t = policy.triage
-    if kind is JobKind.RESOLVE:
-        if not inp.used_channels:
-            return _rule(
-                Action.IGNORE, set(), Urgency.LOW, "recovery_nothing_sent", "recovered; nothing was sent"
-            )
-        return _rule(
-            Action.CLOSE, set(inp.used_channels), Urgency.LOW, "recovery", "recovered; close the loop"
-        )
-    if incident.status is IncidentStatus.RESOLVED:
-        return _rule(Action.IGNORE, set(), Urgency.LOW, "incident_resolved", "incident already resolved")
-    if incident.severity is Severity.CRITICAL:
-        if kind is JobKind.ESCALATE:
-            if policy.pages:
-                return _rule(
-                    Action.PAGE, _PAGE, Urgency.HIGH, "escalated_to_critical", "escalated to critical"
-                )
-            return _rule(
-                Action.NOTIFY, _TICKET, Urgency.HIGH, "escalated_to_critical", "escalated; no paging"
-            )
-        if not policy.pages:
-            return _rule(
-                Action.NOTIFY, _TICKET, Urgency.HIGH, "critical_non_paging", "critical; service does not page"
-            )
-        if kind is JobKind.REPEAT:
-            return _rule(
-                Action.PAGE,
-                _PAGE | {Channel.JIRA},
-                Urgency.HIGH,
-                "critical_sustained",
-                "critical and still firing",
-            )
-        if is_sustained(incident, t):
-            return _rule(Action.PAGE, _PAGE, Urgency.HIGH, "critical_sustained", "critical and sustained")
-        default = _rule(Action.PAGE, _PAGE, Urgency.HIGH, "critical_brief", "brief critical spike; paging")
-        return Ambiguous("critical_brief", default)
-    if kind is JobKind.REPEAT:
-        return _rule(Action.NOTIFY, _TICKET, Urgency.NORMAL, "warning_persists", "warning still firing")
-    if kind is JobKind.OPEN and is_blip(incident, t):
-        return _rule(Action.IGNORE, set(), Urgency.LOW, "tiny_blip", "below the blip thresholds")
-    event = incident.latest
-    if is_sustained(incident, t) or (event is not None and event.score >= t.notify_score):
-        return _rule(Action.NOTIFY, {Channel.SLACK}, Urgency.NORMAL, "warning_clear", "clear warning")
-    default = _rule(
-        Action.NOTIFY, {Channel.SLACK}, Urgency.NORMAL, "warning_borderline", "borderline warning"
-    )
-    return Ambiguous("warning_borderline", default)
-
-
-def fallback_verdict(ambiguous: Ambiguous, why: str) -> TriageVerdict:
-    """The rules' answer for an ambiguous case, marked as a fallback with the reason."""
-    d = ambiguous.default
-    return TriageVerdict(
-        action=d.action,
-        channels=d.channels,
-        urgency=d.urgency,
-        rationale=d.rationale,
-        path=DecisionPath.FALLBACK,
-        reason=ambiguous.reason,
-        fallback=why,
-    )
-
-
-# --- the model path ---------------------------------------------------------------------------
 
 
 class TriageOutput(BaseModel):
@@ -234,8 +50,8 @@ class TriageOutput(BaseModel):
     channels: list[Literal["slack", "jira", "pagerduty"]] = Field(max_length=3)
     """Channels to use; only channels listed as allowed count."""
     urgency: Literal["low", "normal", "high"]
-    rationale: str = Field(max_length=200)
-    """One line: why."""
+    rationale: str = Field(max_length=500)
+    """One line (under 200 characters): why."""
 
 
 INSTRUCTIONS = """\
@@ -303,7 +119,7 @@ def _bounded(
         rationale = "critical incidents are never ignored; " + rationale
     return TriageVerdict(
         action=action,
-        channels=_ordered(channels) if action is not Action.IGNORE else (),
+        channels=ordered_channels(channels) if action is not Action.IGNORE else (),
         urgency=Urgency(output.urgency),
         rationale=rationale,
         path=DecisionPath.MODEL,

@@ -6,13 +6,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pydantic_ai import ModelResponse, ToolCallPart
-from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai import ModelResponse
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models import Model
 from pydantic_ai.models.fallback import FallbackModel
 from pydantic_ai.models.function import AgentInfo, FunctionModel
-from pydantic_ai.usage import RequestUsage, RunUsage
+from pydantic_ai.usage import RunUsage
 
 from agents.budget import BudgetLedger, Reservation
 from agents.errors import AgentConfigError
@@ -28,8 +27,10 @@ from agents.models import (
 )
 from agents.policy import BUILTIN_POLICY
 from agents.scenarios import incident_from_facts
-from agents.triage import Action, DecisionPath, TriageInput, TriageModel, triage
+from agents.triage import TriageModel, triage
+from agents.triage_rules import Action, DecisionPath, TriageInput
 from detector.models import JobKind, Severity
+from tests.agents.scripted import answering, failing
 
 pytestmark = pytest.mark.anyio
 
@@ -43,21 +44,9 @@ BRIEF_CRITICAL = {
 }
 
 
-def _answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    args = {
-        "action": "page",
-        "channels": ["pagerduty", "slack"],
-        "urgency": "high",
-        "rationale": "real spike",
-    }
-    return ModelResponse(
-        parts=[ToolCallPart(info.output_tools[0].name, args)],
-        usage=RequestUsage(input_tokens=300, output_tokens=30),
-    )
-
-
-def _fail(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    raise ModelHTTPError(500, "scripted", b"boom")
+PAGE = {"action": "page", "channels": ["pagerduty", "slack"], "urgency": "high", "rationale": "real spike"}
+_answer = answering(PAGE, tokens=300)
+_fail = failing(500)
 
 
 def _brief_critical() -> TriageInput:

@@ -10,7 +10,7 @@ from agents.policy import BUILTIN_POLICY, Channel
 from agents.policy_file import parse_policy
 from agents.scenarios import incident_from_facts
 from agents.tool_catalog import SLUGS_BY_CHANNEL, Tool, build_call, result_reference
-from agents.triage import Action, DecisionPath, TriageVerdict, Urgency
+from agents.triage_rules import Action, DecisionPath, TriageVerdict, Urgency
 from detector.models import JobKind
 from router.base import Connection, ConnectionState
 
@@ -188,3 +188,11 @@ def test_the_catalogue_maps_logical_fields_and_reads_references() -> None:
         "PAGERDUTY_LIST_INCIDENTS",
         "PAGERDUTY_UPDATE_INCIDENT",
     }
+
+
+def test_titles_fit_a_jira_summary() -> None:
+    facts = {**CRITICAL, "service": "s" * 200, "project": "p" * 200}
+    p = _plan(_verdict(Action.NOTIFY, Channel.JIRA), kind=JobKind.REPEAT, facts=facts)
+    summary = str(p.actions[0].call.arguments["summary"])
+    assert len(summary) == 250
+    assert summary.endswith("…")
