@@ -33,6 +33,7 @@ from pydantic_ai.usage import RunUsage
 
 from agents.budget import BudgetLedger, Reservation
 from agents.errors import AgentConfigError
+from agents.triage_rules import RulesReason
 from detector.models import JobKind, Severity
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,6 @@ _LEDGER_FAILURES: tuple[type[BaseException], ...] = (
 class Tier(StrEnum):
     FAST = "fast"
     STRONG = "strong"
-
-
-class RulesReason(StrEnum):
-    """Why the rules decide instead of a model (recorded with the decision)."""
-
-    NO_MODEL = "no_model_configured"
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    BUDGET_UNAVAILABLE = "budget_unavailable"
-    MODEL_FAILED = "model_failed"
 
 
 @dataclass(frozen=True, slots=True)

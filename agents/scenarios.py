@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agents.planner import ActionKind, Plan, PlanInput, PriorDelivery, plan
 from agents.policy import BUILTIN_POLICY, Channel, Policy, ServicePolicy
 from agents.policy_file import load_policy, parse_policy
-from agents.triage_rules import TriageInput, TriageVerdict, fallback_verdict, rule_verdict
+from agents.triage_rules import TriageInput, TriageVerdict, rules_only
 from detector.models import (
     AnomalyEvent,
     EventKind,
@@ -128,10 +128,7 @@ def _triage_input(case: ScenarioCase) -> TriageInput:
 
 async def rules_decider(case: ScenarioCase) -> Outcome:
     """Triage rules (their fallback for the ambiguous middle) + the rules planner: no model."""
-    verdict = rule_verdict(_triage_input(case))
-    if not isinstance(verdict, TriageVerdict):
-        verdict = fallback_verdict(verdict, "no_model_configured")
-    return Outcome.from_plan(plan(plan_input(case, verdict)))
+    return Outcome.from_plan(plan(plan_input(case, rules_only(_triage_input(case)))))
 
 
 def triage_model_decider(model: TriageModel) -> Decider:

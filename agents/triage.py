@@ -20,7 +20,7 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.usage import RunUsage
 
-from agents.models import MODEL_FAILURES, ModelLease, ModelRouter, RulesReason, Tier, UseRules
+from agents.models import MODEL_FAILURES, ModelLease, ModelRouter, Tier, UseRules
 from agents.notification_text import quote_log
 from agents.policy import CHANNEL_ORDER, Channel
 from agents.triage_rules import (
@@ -28,12 +28,14 @@ from agents.triage_rules import (
     Ambiguous,
     DecisionPath,
     ModelUsage,
+    RulesReason,
     TriageInput,
     TriageVerdict,
     Urgency,
     fallback_verdict,
     ordered_channels,
     rule_verdict,
+    rules_only,
 )
 from detector.models import Severity
 
@@ -163,6 +165,9 @@ class TriageModel:
             await lease.settle(usage)
             log.warning("triage model %s failed (%s); the rules decide", lease.model_name, type(exc).__name__)
             return fallback_verdict(ambiguous, f"{RulesReason.MODEL_FAILED.value}:{type(exc).__name__}")
+        except Exception:
+            await lease.settle(usage)  # release the reservation even for an unexpected error
+            raise
         cost = await lease.settle(usage)
         used = ModelUsage(
             model=_answering_model(list(result.all_messages()), lease.model_name),
@@ -176,9 +181,9 @@ class TriageModel:
 
 async def triage(inp: TriageInput, model: TriageModel | None = None) -> TriageVerdict:
     """Rules first; the ambiguous middle to ``model`` if given, else the rules' fallback."""
+    if model is None:
+        return rules_only(inp)
     outcome = rule_verdict(inp)
     if isinstance(outcome, TriageVerdict):
         return outcome
-    if model is None:
-        return fallback_verdict(outcome, RulesReason.NO_MODEL.value)
     return await model.decide(inp, outcome)

@@ -27,7 +27,7 @@ a page is never lost. Every verdict records which path decided (:class:`Decision
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -194,13 +194,23 @@ def rule_verdict(inp: TriageInput) -> TriageVerdict | Ambiguous:
 
 def fallback_verdict(ambiguous: Ambiguous, why: str) -> TriageVerdict:
     """The rules' answer for an ambiguous case, marked as a fallback with the reason."""
-    d = ambiguous.default
-    return TriageVerdict(
-        action=d.action,
-        channels=d.channels,
-        urgency=d.urgency,
-        rationale=d.rationale,
-        path=DecisionPath.FALLBACK,
-        reason=ambiguous.reason,
-        fallback=why,
+    return replace(ambiguous.default, path=DecisionPath.FALLBACK, reason=ambiguous.reason, fallback=why)
+
+
+class RulesReason(StrEnum):
+    """Why the rules decide instead of a model (recorded with the decision)."""
+
+    NO_MODEL = "no_model_configured"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    BUDGET_UNAVAILABLE = "budget_unavailable"
+    MODEL_FAILED = "model_failed"
+
+
+def rules_only(inp: TriageInput) -> TriageVerdict:
+    """Triage with no model at all: the rules, and their fallback answer for the middle."""
+    outcome = rule_verdict(inp)
+    return (
+        outcome
+        if isinstance(outcome, TriageVerdict)
+        else fallback_verdict(outcome, RulesReason.NO_MODEL.value)
     )

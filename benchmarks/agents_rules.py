@@ -18,7 +18,7 @@ from pathlib import Path
 from agents.planner import plan
 from agents.policy_file import load_policy
 from agents.scenarios import load_scenarios, plan_input
-from agents.triage_rules import TriageInput, TriageVerdict, fallback_verdict, rule_verdict
+from agents.triage_rules import TriageInput, rules_only
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 7
@@ -37,10 +37,7 @@ def main() -> None:
     def decide() -> None:
         for case in cases:
             used = frozenset(d.channel for d in case.prior)
-            outcome = rule_verdict(TriageInput(case.kind, case.incident, case.policy, used))
-            if not isinstance(outcome, TriageVerdict):
-                outcome = fallback_verdict(outcome, "benchmark")
-            plan(plan_input(case, outcome))
+            plan(plan_input(case, rules_only(TriageInput(case.kind, case.incident, case.policy, used))))
 
     def measure(fn: Callable[[], None]) -> float:
         timings = []

@@ -19,7 +19,6 @@ from agents.models import (
     ModelConfig,
     ModelLease,
     ModelRouter,
-    RulesReason,
     Tier,
     UseRules,
     run_cost,
@@ -28,7 +27,7 @@ from agents.models import (
 from agents.policy import BUILTIN_POLICY
 from agents.scenarios import incident_from_facts
 from agents.triage import TriageModel, triage
-from agents.triage_rules import Action, DecisionPath, TriageInput
+from agents.triage_rules import Action, DecisionPath, RulesReason, TriageInput
 from detector.models import JobKind, Severity
 from tests.agents.scripted import answering, failing
 

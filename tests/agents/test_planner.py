@@ -196,3 +196,23 @@ def test_titles_fit_a_jira_summary() -> None:
     summary = str(p.actions[0].call.arguments["summary"])
     assert len(summary) == 250
     assert summary.endswith("…")
+
+
+def test_a_channel_already_acting_carries_the_connect_notice() -> None:
+    prior = (PriorDelivery(Channel.SLACK, ActionKind.SLACK_POST, "#alerts", "1700000000.000100"),)
+    p = _plan(
+        _verdict(Action.NOTIFY, Channel.SLACK, Channel.JIRA),
+        kind=JobKind.REPEAT,
+        facts={"severity": "warning", "errors": 30, "score": 0.8},
+        states={"jira": "missing"},
+        prior=prior,
+        links={"jira": "https://connect.example/jira"},
+    )
+    (post,) = p.actions
+    assert (post.kind, post.fallback_for) == (ActionKind.SLACK_POST, Channel.JIRA)
+    text = str(post.call.arguments["markdown_text"])
+    assert (
+        "jira is not connected for operator; sent to #alerts instead. Connect it: https://connect.example/jira"
+        in text
+    )
+    assert p.connect_needed == ("jira",)

@@ -85,9 +85,9 @@ def test_a_bad_policy_file_stops_start_up_with_every_problem(tmp_path: Path) -> 
 
 
 def test_a_model_without_its_provider_key_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match="LOGWARDEN_AGENT_FAST_MODEL='anthropic:claude-haiku-4-5'"):
-        model_router(Settings(agent_fast_model="anthropic:claude-haiku-4-5"), None)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="LOGWARDEN_AGENT_FAST_MODEL='openai:gpt-4o-mini'"):
+        model_router(Settings(agent_fast_model="openai:gpt-4o-mini"), None)
 
 
 def test_policy_commands(
