@@ -44,7 +44,9 @@ class ToolSpec:
     input_schema: JsonSchema = field(repr=False, compare=False)
     tags: tuple[str, ...] = ()
     """Extra words the search matches (synonyms an operator might use: page, ticket, notify)."""
-    output_schema: JsonSchema = field(default_factory=lambda: GENERIC_OUTPUT_SCHEMA, repr=False, compare=False)
+    output_schema: JsonSchema = field(
+        default_factory=lambda: GENERIC_OUTPUT_SCHEMA, repr=False, compare=False
+    )
 
     def schema_entry(self, include: Sequence[str] = ("input_schema",)) -> dict[str, Any]:
         """The tool as it appears in ``tool_schemas`` of search and get-schemas results."""
