@@ -59,7 +59,7 @@ JIRA_TOOLS: tuple[ToolSpec, ...] = (
             {"issue_key": _KEY, "comment": string("Comment body (plain text or wiki markup).")},
             ["issue_key", "comment"],
         ),
-        tags=("note", "update", "reply", "ticket"),
+        tags=("note", "update", "reply", "ticket", "write"),
     ),
     ToolSpec(
         "JIRA_GET_ISSUE",

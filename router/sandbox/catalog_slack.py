@@ -217,7 +217,7 @@ SLACK_TOOLS: tuple[ToolSpec, ...] = (
             },
             ["channel", "post_at"],
         ),
-        tags=("later", "reminder", "delayed", "post"),
+        tags=("later", "reminder", "delayed", "future"),
     ),
     ToolSpec(
         "SLACK_SEND_EPHEMERAL_MESSAGE",

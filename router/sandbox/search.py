@@ -4,8 +4,10 @@ Each tool is a small document: its slug and name (counted twice, they say what i
 toolkit, description and tags (synonyms operators use: page, ticket, notify). Words are
 lower-cased, split on anything but letters and digits, stripped of stop words and of common
 English suffixes, then scored with Okapi BM25 (k1 = 1.2, b = 0.75). A query that names a toolkit
-("... in Slack") boosts that toolkit's tools. Ties are broken by slug, so the ranking is a pure
-function of the catalogue and the query.
+("... in Slack") boosts that toolkit's tools, and a tool whose slug words the query covers gets up to
+twice its score (so "send a slack message" prefers SLACK_SEND_MESSAGE over the longer-named
+SLACK_SEND_EPHEMERAL_MESSAGE). Ties are broken by slug, so the ranking is a pure function of the
+catalogue and the query.
 """
 
 from __future__ import annotations
@@ -77,11 +79,12 @@ class Ranking:
 class ToolIndex:
     """A BM25 index over a fixed set of tools (build once, query many times)."""
 
-    __slots__ = ("_avg_len", "_docs", "_idf", "_tools")
+    __slots__ = ("_avg_len", "_docs", "_idf", "_names", "_tools")
 
     def __init__(self, tools: Sequence[ToolSpec]) -> None:
         self._tools = tuple(tools)
         self._docs: list[tuple[Counter[str], int]] = []
+        self._names = [frozenset(terms(t.slug)) - {t.toolkit} for t in self._tools]
         df: Counter[str] = Counter()
         for tool in self._tools:
             words = (
@@ -103,7 +106,8 @@ class ToolIndex:
         query_terms = terms(query)
         named = {_TOOLKIT_ALIASES.get(t, t) for t in query_terms}
         hits: list[Hit] = []
-        for tool, (counts, length) in zip(self._tools, self._docs, strict=True):
+        asked = set(query_terms)
+        for tool, (counts, length), name in zip(self._tools, self._docs, self._names, strict=True):
             score = 0.0
             for term in query_terms:
                 tf = counts.get(term, 0)
@@ -111,6 +115,7 @@ class ToolIndex:
                     norm = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / self._avg_len))
                     score += self._idf[term] * norm
             if score > 0:
+                score *= 1 + len(name & asked) / len(name) if name else 1
                 if tool.toolkit in named:
                     score *= TOOLKIT_BOOST
                 hits.append(Hit(tool.slug, tool.toolkit, round(score, 6)))
