@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-import jsonschema
-
 from router.base import ConnectionState
-from router.sandbox.app import AppResult, Handler
+from router.sandbox.app import AppResult, DbConn, Handler
 from router.sandbox.catalog import Catalogue
 from router.sandbox.failures import Failure, FailureInjector, FailureKind
 from router.sandbox.jira_app import JIRA_HANDLERS
 from router.sandbox.pagerduty_app import PAGERDUTY_HANDLERS
 from router.sandbox.slack_app import SLACK_HANDLERS
-from router.sandbox.spec import ToolSpec
-from router.sandbox.store import ConnectionRecord, SandboxStore
+from router.sandbox.spec import ToolSpec, schema_problem
+from router.sandbox.store import DATABASE_ERRORS, ConnectionRecord, SandboxStore
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +58,14 @@ def error_entry(
     }
 
 
-def schema_problem(spec: ToolSpec, arguments: Mapping[str, Any]) -> str | None:
-    """Why the arguments do not fit the tool's schema (the first problem), or None."""
-    validator = jsonschema.Draft202012Validator(spec.input_schema)
-    errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path) or "(arguments)"
-    return f"{where}: {first.message}"
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call that passed the checks and is about to reach the app."""
+
+    user_id: str
+    spec: ToolSpec
+    connection_id: str
+    arguments: Mapping[str, Any]
 
 
 class Executor:
@@ -116,7 +113,7 @@ class Executor:
             return error_entry(
                 index, spec.slug, "connection_required", message, retryable=False, connection=view
             )
-        problem = schema_problem(spec, arguments)
+        problem = schema_problem(spec.input_schema, arguments)
         if problem is not None:
             message = f"Invalid arguments for {spec.slug}: {problem}"
             return error_entry(index, spec.slug, "invalid_arguments", message, retryable=False)
@@ -126,61 +123,49 @@ class Executor:
                 f"{spec.slug} is in the sandbox catalogue for search and schemas only; it cannot run here"
             )
             return error_entry(index, spec.slug, "not_supported_in_sandbox", message, retryable=False)
+        call = _Call(user_id, spec, connection.id, arguments)
         failure = self._failures.take(_APP_FAILURES, user_id, {spec.slug}, {spec.toolkit})
-        if failure is not None:
-            return await self._fail(index, user_id, spec, connection, arguments, failure)
         try:
+            if failure is not None:
+                return await self._fail(index, call, failure)
             async with self._store.pool.acquire() as conn, conn.transaction():
                 result: AppResult = await handler(conn, user_id, arguments)
-                await self._store.record_delivery(
-                    conn,
-                    user_id=user_id,
-                    tool_slug=spec.slug,
-                    toolkit=spec.toolkit,
-                    connection_id=connection.id,
-                    arguments=arguments,
-                    external_ref=result.external_ref,
-                    outcome="ok" if result.successful else "failed",
-                    error=result.error,
-                )
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                outcome = "ok" if result.successful else "failed"
+                await self._record(conn, call, outcome, result.external_ref, result.error)
+        except DATABASE_ERRORS as exc:
             log.warning("sandbox: %s failed on the database: %s", spec.slug, type(exc).__name__)
             message = f"The sandbox could not run {spec.slug} (database: {type(exc).__name__}); try again"
             return error_entry(index, spec.slug, "sandbox_unavailable", message, retryable=True)
         response = {"successful": result.successful, "data": dict(result.data), "error": result.error}
         return {"index": index, "tool_slug": spec.slug, "response": response}
 
-    async def _fail(
-        self,
-        index: int,
-        user_id: str,
-        spec: ToolSpec,
-        connection: ConnectionRecord,
-        arguments: Mapping[str, Any],
-        failure: Failure,
-    ) -> dict[str, Any]:
+    async def _record(
+        self, conn: DbConn, call: _Call, outcome: str, external_ref: str | None, error: str | None
+    ) -> None:
+        await self._store.record_delivery(
+            conn,
+            user_id=call.user_id,
+            tool_slug=call.spec.slug,
+            toolkit=call.spec.toolkit,
+            connection_id=call.connection_id,
+            arguments=call.arguments,
+            external_ref=external_ref,
+            outcome=outcome,
+            error=error,
+        )
+
+    async def _fail(self, index: int, call: _Call, failure: Failure) -> dict[str, Any]:
+        toolkit = call.spec.toolkit
         extra: dict[str, Any] = {"status_code": failure.status}
         if failure.kind is FailureKind.RATE_LIMITED:
-            message = (
-                f"{spec.toolkit} rate limited (HTTP {failure.status}); retry after {failure.retry_after:g} s"
-            )
+            message = f"{toolkit} rate limited (HTTP {failure.status}); retry after {failure.retry_after:g} s"
             extra["retry_after"] = failure.retry_after
         elif failure.kind is FailureKind.TIMEOUT:
             await self._sleep(failure.delay)
-            message = f"{spec.toolkit} did not answer within {failure.delay:g} s (HTTP {failure.status})"
+            message = f"{toolkit} did not answer within {failure.delay:g} s (HTTP {failure.status})"
         else:
-            message = f"{spec.toolkit} answered HTTP {failure.status} (server error)"
+            message = f"{toolkit} answered HTTP {failure.status} (server error)"
         outcome = _OUTCOMES[failure.kind]
         async with self._store.pool.acquire() as conn:
-            await self._store.record_delivery(
-                conn,
-                user_id=user_id,
-                tool_slug=spec.slug,
-                toolkit=spec.toolkit,
-                connection_id=connection.id,
-                arguments=arguments,
-                external_ref=None,
-                outcome=outcome,
-                error=message,
-            )
-        return error_entry(index, spec.slug, outcome, message, retryable=True, **extra)
+            await self._record(conn, call, outcome, None, message)
+        return error_entry(index, call.spec.slug, outcome, message, retryable=True, **extra)

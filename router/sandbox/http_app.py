@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import anyio
-import asyncpg
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import DEFAULT_MAX_REQUEST_BODY_SIZE, StreamableHTTPSessionManager
@@ -45,10 +44,12 @@ from router.sandbox.failures import FailureInjector, FailureKind, FailureSpec
 from router.sandbox.mcp_server import CALLER_STATE_KEY, build_mcp_server
 from router.sandbox.meta_schemas import MULTI_EXECUTE_TOOL
 from router.sandbox.meta_tools import Caller, MetaTools
-from router.sandbox.store import SandboxStore
+from router.sandbox.store import DATABASE_ERRORS, SandboxStore
 from router.sandbox.tool_router import SandboxRouter
 
 log = logging.getLogger(__name__)
+
+_CHECK_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, SandboxError)
 
 LOOPBACK_SECURITY = TransportSecuritySettings(
     enable_dns_rebinding_protection=True,
@@ -127,7 +128,7 @@ class _McpEndpoint:
         session_id = str(scope.get("path_params", {}).get("session_id", ""))
         try:
             user_id = await owner.resolver(CredentialRequest(session_id, Headers(scope=scope)))
-        except (asyncpg.PostgresError, OSError, TimeoutError, SandboxError) as exc:
+        except _CHECK_ERRORS as exc:
             log.warning("sandbox: credential check failed: %s", type(exc).__name__)
             await _error(503, "unavailable", "credentials cannot be checked right now")(scope, receive, send)
             return

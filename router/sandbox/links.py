@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from router.base import ConnectionState
 from router.sandbox.errors import SandboxError
 from router.sandbox.store import ConnectionRecord
 
@@ -51,7 +52,7 @@ class Links:
             "status": record.state.value,
             "connected_account_id": record.id,
         }
-        if record.state.value == "initiated":
+        if record.state is ConnectionState.INITIATED:
             view["redirect_url"] = self.connect_url(record.link_token)
             view["expires_at"] = record.expires_at.isoformat()
         return view

@@ -3,16 +3,16 @@
 Every result is ``{"successful": bool, "data": ..., "error": str | None}``. Arguments that do not
 match a meta-tool's schema give an MCP error result (``is_error``) naming the problem; problems
 with individual app calls inside ``COMPOSIO_MULTI_EXECUTE_TOOL`` are reported per call in
-``data.results`` (the MCP result itself is not an error then, so an agent can read them).
+``data.results`` (the MCP result itself is not an error then, so an agent can read them). The
+calls of one ``COMPOSIO_MULTI_EXECUTE_TOOL`` run one after another, in the order given.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import jsonschema
 
 from router.base import ConnectionState
 from router.sandbox.catalog import Catalogue
@@ -25,7 +25,10 @@ from router.sandbox.meta_schemas import (
     SEARCH_TOOLS,
 )
 from router.sandbox.search import ToolIndex
-from router.sandbox.store import SandboxStore
+from router.sandbox.spec import schema_problem
+from router.sandbox.store import DATABASE_ERRORS, SandboxStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +49,6 @@ class MetaResult:
 
 def envelope(data: Any, error: str | None = None) -> dict[str, Any]:
     return {"successful": error is None, "data": data, "error": error}
-
-
-def _problem(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> str | None:
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path)
-    )
-    if not errors:
-        return None
-    where = "/".join(str(p) for p in errors[0].absolute_path) or "(arguments)"
-    return f"{where}: {errors[0].message}"
 
 
 class MetaTools:
@@ -85,16 +78,22 @@ class MetaTools:
         schema = SCHEMAS.get(name)
         if schema is None:
             return MetaResult(envelope(None, f"Unknown tool: {name}"), is_error=True)
-        problem = _problem(schema, arguments)
+        problem = schema_problem(schema, arguments)
         if problem is not None:
             return MetaResult(envelope(None, f"Invalid arguments for {name}: {problem}"), is_error=True)
-        if name == SEARCH_TOOLS:
-            return MetaResult(await self.search(caller, arguments))
-        if name == GET_TOOL_SCHEMAS:
-            return MetaResult(self.get_schemas(arguments))
-        if name == MULTI_EXECUTE_TOOL:
-            return MetaResult(await self.multi_execute(caller, arguments))
-        return MetaResult(await self.manage_connections(caller, arguments))
+        try:
+            if name == SEARCH_TOOLS:
+                return MetaResult(await self.search(caller, arguments))
+            if name == GET_TOOL_SCHEMAS:
+                return MetaResult(self.get_schemas(arguments))
+            if name == MULTI_EXECUTE_TOOL:
+                return MetaResult(await self.multi_execute(caller, arguments))
+            return MetaResult(await self.manage_connections(caller, arguments))
+        except DATABASE_ERRORS as exc:
+            log.warning("sandbox: %s failed on the database: %s", name, type(exc).__name__)
+            return MetaResult(
+                envelope(None, f"The sandbox database is unavailable ({type(exc).__name__}); retry"), True
+            )
 
     async def search(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:
         results = []

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+
 JsonSchema = Mapping[str, Any]
 
 GENERIC_OUTPUT_SCHEMA: JsonSchema = {
@@ -124,3 +126,14 @@ def obj(properties: Mapping[str, dict[str, Any]], required: Sequence[str] = ()) 
     if required:
         schema["required"] = list(required)
     return schema
+
+
+def schema_problem(schema: JsonSchema, arguments: Mapping[str, Any]) -> str | None:
+    """Why ``arguments`` do not fit ``schema`` (the first problem, with its path), or None."""
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path)
+    )
+    if not errors:
+        return None
+    where = "/".join(str(p) for p in errors[0].absolute_path) or "(arguments)"
+    return f"{where}: {errors[0].message}"

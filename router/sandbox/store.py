@@ -72,6 +72,14 @@ WHERE $1::text IS NULL OR user_id = $1
 ORDER BY id
 """
 
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+"""What a database that is down, restarting or unreachable raises (retryable for callers)."""
+
 _USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
 

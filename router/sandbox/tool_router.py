@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import asyncpg
-
 from router.base import (
     DEFAULT_TOOLKITS,
     Connection,
@@ -28,7 +26,7 @@ from router.base import (
 from router.sandbox.auth import API_KEY_HEADER
 from router.sandbox.errors import InvalidRequest
 from router.sandbox.links import Links
-from router.sandbox.store import ConnectionRecord, SandboxStore
+from router.sandbox.store import DATABASE_ERRORS, ConnectionRecord, SandboxStore
 
 T = TypeVar("T")
 
@@ -40,7 +38,7 @@ async def _guard(work: Awaitable[T]) -> T:
     """Database trouble becomes RouterUnavailable (retryable)."""
     try:
         return await work
-    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         raise RouterUnavailable(f"sandbox database unavailable: {type(exc).__name__}") from exc
 
 

@@ -8,8 +8,9 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from router.sandbox import Failure, FailureInjector, FailureKind, SandboxServer
-from tests.router.conftest import ADMIN_TOKEN, execute, user_session
+from router.base import RouterUnavailable
+from router.sandbox import Failure, FailureInjector, FailureKind, ProjectKeyResolver, SandboxServer
+from tests.router.conftest import ADMIN_TOKEN, execute, mcp_session, payload, user_session
 from tests.router.test_sandbox_auth import leaf
 
 pytestmark = pytest.mark.anyio
@@ -167,3 +168,32 @@ async def test_admin_endpoints_are_off_without_a_token(pool: asyncpg.Pool) -> No
         )
         assert reply.status_code == 404
         assert server.failures.pending() == []
+
+
+async def test_a_database_outage_is_a_retryable_answer_not_a_crash(database_url: str) -> None:
+    own = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    async with SandboxServer(own) as server:
+        endpoint = await server.router().session("alice")
+        await own.close()
+        with anyio.fail_after(15):
+            async with httpx2.AsyncClient(timeout=10) as http:
+                denied = await http.post(endpoint.url, headers=dict(endpoint.headers), json={})
+            with pytest.raises(RouterUnavailable):
+                await server.router().session("alice")
+        assert denied.status_code == 503
+        assert endpoint.headers["x-api-key"] not in denied.text
+
+
+async def test_a_database_outage_inside_a_tool_call_is_an_error_result(database_url: str) -> None:
+    own = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    resolver = ProjectKeyResolver("ak", {"trs_1": "alice"})
+    async with SandboxServer(own, resolver=resolver) as server:
+        url = f"{server.origin}/tool_router/trs_1/mcp"
+        with anyio.fail_after(15):
+            async with mcp_session(url, {"x-api-key": "ak"}) as s:
+                await own.close()
+                result = await s.call_tool("COMPOSIO_MANAGE_CONNECTIONS", {"toolkits": ["slack"]})
+                listed = await s.list_tools()
+    assert result.is_error
+    assert "database is unavailable" in payload(result)["error"]
+    assert len(listed.tools) == 4
