@@ -10,7 +10,8 @@ In a thread with its own event loop and pool (for synchronous code)::
     with serve_in_thread(dsn) as sandbox:
         endpoint = sandbox.call(lambda s: s.router().session("alice"))
 
-``server.app`` is the plain ASGI app (its lifespan runs MCP) for serving it some other way.
+``server.app`` is the plain ASGI app (its lifespan runs MCP) for serving it some other way; pass
+``public_url`` then, so connect links and endpoints know where it is.
 Pass ``resolver=ProjectKeyResolver(key, sessions)`` to serve Composio-shaped sessions (one
 project key, the session id in the URL decides the user).
 """
