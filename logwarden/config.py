@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         if isinstance(budget, Decimal) and budget > 0 and value > budget:
             raise ValueError(f"must not exceed LOGWARDEN_AGENT_DAILY_BUDGET_USD ({budget})")
         return value
+    sandbox_port: int = Field(default=8790, ge=0, le=65535)
+    """Port of the local sandbox tool router on 127.0.0.1 (``logwarden sandbox-router``; 0 = any
+    free port). Processes that share the database find a sandbox served elsewhere at this port."""
+
+    sandbox_admin_token: SecretStr | None = None
+    """Bearer token for the sandbox router's admin endpoints (failure injection, credentials).
+    Unset: ``logwarden sandbox-router`` generates one per run and prints it."""
 
     @field_validator("database_url", "test_database_url")
     @classmethod
@@ -155,7 +162,13 @@ class Settings(BaseSettings):
         return value
 
 
-_SECRET_FIELDS = frozenset({"database_url", "test_database_url"})
+def _secret_fields() -> frozenset[str]:
+    """Fields whose values are never echoed back in errors: every field typed with SecretStr."""
+    fields = Settings.model_fields.items()
+    return frozenset(name for name, info in fields if "SecretStr" in repr(info.annotation))
+
+
+_SECRET_FIELDS = _secret_fields()
 
 
 def _describe(error: dict[str, Any]) -> str:
