@@ -133,6 +133,7 @@ class Settings(BaseSettings):
         if isinstance(budget, Decimal) and budget > 0 and value > budget:
             raise ValueError(f"must not exceed LOGWARDEN_AGENT_DAILY_BUDGET_USD ({budget})")
         return value
+
     sandbox_port: int = Field(default=8790, ge=0, le=65535)
     """Port of the local sandbox tool router on 127.0.0.1 (``logwarden sandbox-router``; 0 = any
     free port). Processes that share the database find a sandbox served elsewhere at this port."""
