@@ -371,7 +371,11 @@ class ComposioRouter:
         from composio.core.models.base import allow_tracking
 
         allow_tracking.set(False)  # this worker's context is a copy: set it for this call
-        return fn(client)
+        try:
+            return fn(client)
+        except StopIteration as exc:
+            # A StopIteration raised into the awaiting future would leave it pending forever.
+            raise RuntimeError("StopIteration escaped a Composio SDK call") from exc
 
     async def _call(self, operation: str, fn: Callable[[Client], T]) -> T:
         """Run ``fn(client)`` in a worker thread; SDK failures become router errors."""
