@@ -17,6 +17,7 @@ from logwarden.config import ConfigError
 
 COMMAND_MODULES = (
     "logwarden.commands.db",
+    "logwarden.commands.sandbox_router",
     "logwarden.commands.connect",
     "logwarden.commands.connections",
 )

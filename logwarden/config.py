@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
     Unset: the suite starts an embedded PostgreSQL once per session."""
 
+    sandbox_port: int = Field(default=8790, ge=0, le=65535)
+    """Port of the local sandbox tool router on 127.0.0.1 (``logwarden sandbox-router``; 0 = any
+    free port). Processes that share the database find a sandbox served elsewhere at this port."""
+
+    sandbox_admin_token: SecretStr | None = None
+    """Bearer token for the sandbox router's admin endpoints (failure injection, credentials).
+    Unset: ``logwarden sandbox-router`` generates one per run and prints it."""
+
     @field_validator("database_url", "test_database_url")
     @classmethod
     def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -194,7 +202,7 @@ class Settings(BaseSettings):
         return value
 
 
-_SECRET_FIELDS = frozenset({"database_url", "test_database_url", "composio_api_key"})
+_SECRET_FIELDS = frozenset({"database_url", "test_database_url", "composio_api_key", "sandbox_admin_token"})
 
 
 def _describe(error: dict[str, Any]) -> str:
