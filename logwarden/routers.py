@@ -1,6 +1,7 @@
 """Which tool router this deployment uses, built from settings (the composition root for router/).
 
-Composio when ``LOGWARDEN_COMPOSIO_API_KEY`` is set, else the local sandbox router. Router
+Composio when ``LOGWARDEN_COMPOSIO_API_KEY`` is set, else the local sandbox router (served by
+``logwarden sandbox-router`` on ``LOGWARDEN_SANDBOX_PORT``, sharing the database). Router
 modules are imported inside the functions: ``router.composio`` pulls in the Composio SDK
 (≈6 s) the first time it calls the API, and light commands must not pay for any of it.
 """
@@ -46,6 +47,17 @@ def composio_config(settings: Settings) -> ComposioRouterConfig:
     )
 
 
+def sandbox_origin(settings: Settings) -> str:
+    """Where the sandbox router serves (``logwarden sandbox-router``), for processes that use it
+    through the shared database: its MCP endpoints and connect links point there."""
+    if settings.sandbox_port == 0:
+        raise ConfigError(
+            "LOGWARDEN_SANDBOX_PORT is 0 (any free port), so other processes cannot find the "
+            "sandbox router; set the port it serves on"
+        )
+    return f"http://127.0.0.1:{settings.sandbox_port}"
+
+
 @asynccontextmanager
 async def open_router(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ToolRouter]:
     """The configured tool router, usable until the context exits."""
@@ -54,9 +66,13 @@ async def open_router(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[T
 
         yield ComposioRouter(composio_config(settings), pool)
         return
-    raise ConfigError(
-        "LOGWARDEN_COMPOSIO_API_KEY is not set and this build has no sandbox router yet; "
-        "set the key to use the Composio Tool Router"
+    from router.sandbox import Links, SandboxRouter, SandboxStore
+
+    yield SandboxRouter(
+        SandboxStore(pool),
+        Links(sandbox_origin(settings)),
+        toolkits=settings.router_toolkits,
+        poll_interval=settings.connect_poll_interval,
     )
 
 
