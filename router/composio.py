@@ -18,6 +18,7 @@ a repr, a log record or an error message (``router.composio_errors``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -29,10 +30,10 @@ import asyncpg
 
 from router.base import (
     DEFAULT_TOOLKITS,
-    ConnectionRequired,
-    ConnectLink,
     Connection,
+    ConnectionRequired,
     ConnectionState,
+    ConnectLink,
     McpEndpoint,
     RouterError,
     RouterUnavailable,
@@ -294,13 +295,15 @@ class ComposioRouter:
         for _ in range(_MAX_SWAPS):
             stored = await self._store.get(user_id)
             if stored is not None and stored.matches(config.toolkits, self._hash):
-                sid = stored.session_id
-                found = await self._call("session lookup", lambda c: self._use(c, sid, user_id))
+                lookup = functools.partial(self._use, session_id=stored.session_id, user_id=user_id)
+                found = await self._call("session lookup", lookup)
                 if found is not None:
                     return found
-                log.info("session %s of user %s is gone; creating a new one", sid, user_id)
+                log.info("session %s of user %s is gone; creating a new one", stored.session_id, user_id)
             elif stored is not None:
-                log.info("session configuration changed for user %s; replacing %s", user_id, stored.session_id)
+                log.info(
+                    "session configuration changed for user %s; replacing %s", user_id, stored.session_id
+                )
             created = await self._call("session creation", lambda c: self._create(c, user_id))
             if await self._store.swap(
                 user_id,
@@ -351,7 +354,9 @@ class ComposioRouter:
             if cursor is None:
                 page = client.connected_accounts.list(user_ids=[user_id], toolkit_slugs=toolkits)
             else:
-                page = client.connected_accounts.list(user_ids=[user_id], toolkit_slugs=toolkits, cursor=cursor)
+                page = client.connected_accounts.list(
+                    user_ids=[user_id], toolkit_slugs=toolkits, cursor=cursor
+                )
             accounts.extend(_account(item) for item in page.items)
             cursor = page.next_cursor
             if not cursor:

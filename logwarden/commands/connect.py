@@ -135,10 +135,15 @@ async def run_connect(
         progress.done()
     try:
         connection = waiter.result()
-    except ConnectionRequired:
+    except ConnectionRequired as exc:
+        again = (
+            f"try again at {exc.link.url}"
+            if exc.link is not None
+            else f"run `logwarden connect {toolkit} --user {user}` again"
+        )
         print(
             f"failed: the {toolkit} connection {link.connection_id} failed or expired before it "
-            f"became active; run `logwarden connect {toolkit} --user {user}` again",
+            f"became active; {again}",
             file=err,
         )
         return 1

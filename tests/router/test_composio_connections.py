@@ -98,7 +98,10 @@ async def test_accounts_of_other_users_are_ignored(api: respx.MockRouter, make_r
         ),
         # among equals the most recently updated
         (
-            [Account("old", "slack", "EXPIRED", "u", "2026-01-01"), Account("new", "slack", "EXPIRED", "u", "2026-05-01")],
+            [
+                Account("old", "slack", "EXPIRED", "u", "2026-01-01"),
+                Account("new", "slack", "EXPIRED", "u", "2026-05-01"),
+            ],
             ("new", ConnectionState.EXPIRED),
         ),
         # pending beats expired, expired beats failed
@@ -106,7 +109,10 @@ async def test_accounts_of_other_users_are_ignored(api: respx.MockRouter, make_r
             [Account("x", "slack", "EXPIRED", "u"), Account("p", "slack", "INITIALIZING", "u")],
             ("p", ConnectionState.INITIATED),
         ),
-        ([Account("f", "slack", "REVOKED", "u"), Account("e", "slack", "EXPIRED", "u")], ("e", ConnectionState.EXPIRED)),
+        (
+            [Account("f", "slack", "REVOKED", "u"), Account("e", "slack", "EXPIRED", "u")],
+            ("e", ConnectionState.EXPIRED),
+        ),
         # a disabled account is not usable; an unknown status is not trusted
         ([Account("d", "slack", "ACTIVE", "u", disabled=True)], ("d", ConnectionState.FAILED)),
         ([Account("q", "slack", "SOMETHING_NEW", "u")], ("q", ConnectionState.FAILED)),
@@ -134,7 +140,9 @@ async def test_connect_authorizes_through_the_users_session(api: respx.MockRoute
     assert (result.connection_id, result.toolkit) == ("ca_NEW", "jira")
 
 
-async def test_connect_uses_the_configured_callback_by_default(api: respx.MockRouter, make_router: Make) -> None:
+async def test_connect_uses_the_configured_callback_by_default(
+    api: respx.MockRouter, make_router: Make
+) -> None:
     api.post(fx.SESSIONS).respond(201, json=fx.session_body("trs_1"))
     link = api.post(f"{fx.SESSIONS}/trs_1/link").respond(201, json=fx.link_body("ca_NEW"))
 
@@ -143,7 +151,9 @@ async def test_connect_uses_the_configured_callback_by_default(api: respx.MockRo
     assert json.loads(link.calls.last.request.content)["callback_url"] == "https://ops.example/default"
 
 
-async def test_connect_with_an_auth_config_uses_a_connect_link(api: respx.MockRouter, make_router: Make) -> None:
+async def test_connect_with_an_auth_config_uses_a_connect_link(
+    api: respx.MockRouter, make_router: Make
+) -> None:
     precheck = api.get(fx.ACCOUNTS, params={"auth_config_ids": "ac_pd_own"}).respond(
         200, json=fx.account_page([])
     )
@@ -157,7 +167,9 @@ async def test_connect_with_an_auth_config_uses_a_connect_link(api: respx.MockRo
     assert not any(c.request.url.path.startswith(fx.SESSIONS) for c in api.calls)
 
 
-async def test_connect_refuses_a_toolkit_that_is_not_configured(api: respx.MockRouter, make_router: Make) -> None:
+async def test_connect_refuses_a_toolkit_that_is_not_configured(
+    api: respx.MockRouter, make_router: Make
+) -> None:
     with pytest.raises(ValueError, match="'github' is not a configured toolkit"):
         await make_router().connect(fx.USER, "github")
     assert not api.calls
@@ -168,7 +180,11 @@ async def test_wait_polls_until_active(api: respx.MockRouter, make_router: Make,
 
     connection = await make_router().wait_connected(fx.USER, "ca_NEW", timeout=60)
 
-    assert (connection.toolkit, connection.state, connection.account_id) == ("jira", ConnectionState.ACTIVE, "ca_NEW")
+    assert (connection.toolkit, connection.state, connection.account_id) == (
+        "jira",
+        ConnectionState.ACTIVE,
+        "ca_NEW",
+    )
     assert poll.call_count == 3
     assert clock.sleeps == [2.0, 2.0]
 
@@ -187,16 +203,22 @@ async def test_wait_stops_when_the_connection_fails_or_expires(
     assert poll.call_count == 2
 
 
-async def test_wait_times_out_at_the_deadline(api: respx.MockRouter, make_router: Make, clock: FakeClock) -> None:
+async def test_wait_times_out_at_the_deadline(
+    api: respx.MockRouter, make_router: Make, clock: FakeClock
+) -> None:
     api.get(f"{fx.ACCOUNTS}/ca_NEW").respond(200, json=fx.account("ca_NEW", "jira", "INITIATED"))
 
-    with pytest.raises(RouterUnavailable, match=r"timed out after 5s waiting for connection ca_NEW \(last: INITIATED\)"):
+    with pytest.raises(
+        RouterUnavailable, match=r"timed out after 5s waiting for connection ca_NEW \(last: INITIATED\)"
+    ):
         await make_router().wait_connected(fx.USER, "ca_NEW", timeout=5)
 
     assert clock.sleeps == [2.0, 2.0, 1.0]
 
 
-async def test_wait_rides_out_a_transient_failure(api: respx.MockRouter, make_router: Make, clock: FakeClock) -> None:
+async def test_wait_rides_out_a_transient_failure(
+    api: respx.MockRouter, make_router: Make, clock: FakeClock
+) -> None:
     api.get(f"{fx.ACCOUNTS}/ca_NEW").mock(
         side_effect=[
             httpx.Response(503, json=fx.error_body(503, "busy")),

@@ -50,7 +50,9 @@ def test_redact_replaces_every_occurrence() -> None:
 
 
 @pytest.mark.parametrize("status", [401, 403])
-async def test_refused_key_is_a_permanent_auth_error(api: respx.MockRouter, make_router: Make, status: int) -> None:
+async def test_refused_key_is_a_permanent_auth_error(
+    api: respx.MockRouter, make_router: Make, status: int
+) -> None:
     # A server that echoes the key back must not get it into our message.
     api.post(fx.SESSIONS).respond(
         status, json=fx.error_body(status, f"Invalid API key {fx.KEY}", slug="Auth_InvalidApiKey")
@@ -65,8 +67,10 @@ async def test_refused_key_is_a_permanent_auth_error(api: respx.MockRouter, make
     assert "Invalid API key ***" in str(error)
     assert "request id req_123" in str(error)
     assert "LOGWARDEN_COMPOSIO_API_KEY" in str(error)
-    assert fx.KEY not in str(error) and fx.KEY not in repr(error)
-    assert error.__cause__ is None and error.__context__ is None  # the SDK error holds the key
+    assert fx.KEY not in str(error)
+    assert fx.KEY not in repr(error)
+    assert error.__cause__ is None
+    assert error.__context__ is None
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
@@ -96,7 +100,9 @@ async def test_timeouts_and_connection_failures_are_retryable(
     assert info.value.retryable
 
 
-async def test_a_bad_request_is_permanent_but_not_an_auth_error(api: respx.MockRouter, make_router: Make) -> None:
+async def test_a_bad_request_is_permanent_but_not_an_auth_error(
+    api: respx.MockRouter, make_router: Make
+) -> None:
     api.post(fx.SESSIONS).respond(400, json=fx.error_body(400, "toolkit 'slack' unknown", slug="BadRequest"))
 
     with pytest.raises(RouterError) as info:
@@ -202,7 +208,8 @@ async def test_the_key_never_reaches_logs_errors_or_reprs(
     await attempt(lambda: router.wait_connected(fx.USER, "ca_1", 10))  # FAILED
 
     assert len(errors) == 4
-    assert isinstance(endpoint, McpEndpoint) and endpoint.headers["x-api-key"] == fx.KEY
+    assert isinstance(endpoint, McpEndpoint)
+    assert endpoint.headers["x-api-key"] == fx.KEY
     shown = [str(e) for e in errors] + [repr(e) for e in errors]
     shown += [repr(endpoint), repr(router), repr(router._config)]
     shown += [record.getMessage() for record in caplog.records]

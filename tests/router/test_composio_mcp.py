@@ -49,7 +49,9 @@ async def tool_router(pool: asyncpg.Pool, sessions: dict[str, str]) -> AsyncIter
 
 
 @pytest.fixture
-def api(composio_sdk: ModuleType, tool_router: SandboxServer, sessions: dict[str, str]) -> Iterator[respx.MockRouter]:
+def api(
+    composio_sdk: ModuleType, tool_router: SandboxServer, sessions: dict[str, str]
+) -> Iterator[respx.MockRouter]:
     """The Composio REST API on the MCP server's origin: sessions made here exist there."""
     origin = tool_router.origin
 
@@ -87,7 +89,11 @@ async def test_session_endpoint_works_with_a_real_mcp_client(
     with anyio.fail_after(15):
         async with user_session(endpoint) as mcp:
             tools = {tool.name for tool in (await mcp.list_tools()).tools}
-            found = payload(await mcp.call_tool("COMPOSIO_SEARCH_TOOLS", {"queries": [{"use_case": "post a message to slack"}]}))
+            found = payload(
+                await mcp.call_tool(
+                    "COMPOSIO_SEARCH_TOOLS", {"queries": [{"use_case": "post a message to slack"}]}
+                )
+            )
             slug = found["data"]["results"][0]["primary_tool_slugs"][0]
             sent = await execute(mcp, (slug, {"channel": "#ops", "text": "checkout 5xx"}))
 
@@ -109,10 +115,15 @@ async def test_reused_session_reaches_the_same_user(
     with anyio.fail_after(15):
         async with user_session(again) as mcp:
             paged = await execute(
-                mcp, ("PAGERDUTY_CREATE_INCIDENT_RECORD", {"incident__title": "db down", "incident__service__id": "P1"})
+                mcp,
+                (
+                    "PAGERDUTY_CREATE_INCIDENT_RECORD",
+                    {"incident__title": "db down", "incident__service__id": "P1"},
+                ),
             )
 
-    assert api["create"].call_count == 1 and api["use"].call_count == 1
+    assert api["create"].call_count == 1
+    assert api["use"].call_count == 1
     assert again.url == first.url
     assert paged["successful"]
     assert [d.user_id for d in await tool_router.store.deliveries()] == ["bob"]

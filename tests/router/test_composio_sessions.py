@@ -108,7 +108,8 @@ async def test_session_gone_at_composio_is_recreated(
     assert create.call_count == 2
     assert endpoint.session_id == "trs_2"
     row = await stored(pool)
-    assert row is not None and row["session_id"] == "trs_2"
+    assert row is not None
+    assert row["session_id"] == "trs_2"
 
 
 async def test_toolkit_change_creates_a_new_session(
@@ -124,7 +125,8 @@ async def test_toolkit_change_creates_a_new_session(
     assert endpoint.session_id == "trs_2"
     assert json.loads(create.calls.last.request.content)["toolkits"] == {"enable": ["slack", "pagerduty"]}
     row = await stored(pool)
-    assert row is not None and row["toolkits"] == ["pagerduty", "slack"]
+    assert row is not None
+    assert row["toolkits"] == ["pagerduty", "slack"]
 
 
 async def test_toolkit_order_alone_is_not_a_change(api: respx.MockRouter, make_router: Make) -> None:
@@ -148,8 +150,10 @@ async def test_configuration_change_creates_a_new_session(
     endpoint = await make_router(callback_url="https://ops.example/cb").session(fx.USER)
 
     after = await stored(pool)
-    assert create.call_count == 2 and endpoint.session_id == "trs_2"
-    assert before is not None and after is not None
+    assert create.call_count == 2
+    assert endpoint.session_id == "trs_2"
+    assert before is not None
+    assert after is not None
     assert before["config_hash"] != after["config_hash"]
     assert before["toolkits"] == after["toolkits"]
 
@@ -171,7 +175,8 @@ async def test_a_session_owned_by_another_user_is_never_handed_out(
     create_route(api, "trs_2")
     use_route(api, "trs_1", user_id="someone-else")
     await pool.execute(
-        "INSERT INTO tool_router_sessions (user_id, session_id, toolkits, config_hash) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO tool_router_sessions (user_id, session_id, toolkits, config_hash)"
+        " VALUES ($1, $2, $3, $4)",
         fx.USER,
         "trs_1",
         ["jira", "pagerduty", "slack"],
@@ -212,7 +217,9 @@ async def test_concurrent_first_use_agrees_on_one_session(
     assert [c.request.url.path.rsplit("/", 1)[1] for c in uses.calls] == [row["session_id"]]
 
 
-async def test_invalid_user_ids_are_refused_before_any_request(api: respx.MockRouter, make_router: Make) -> None:
+async def test_invalid_user_ids_are_refused_before_any_request(
+    api: respx.MockRouter, make_router: Make
+) -> None:
     router = make_router()
     for bad in ("", "  ", " padded"):
         with pytest.raises(ValueError, match="invalid user id"):
