@@ -21,19 +21,9 @@ from router.base import Connection, ConnectionState
 from router.composio import ComposioRouter, ComposioRouterConfig
 from router.sandbox import Links, SandboxRouter, SandboxStore
 from tests.router import composio_fixtures as fx
+from tests.router.conftest import FakeClock as Clock
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
