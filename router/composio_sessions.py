@@ -7,7 +7,8 @@ if it still holds the session the writer saw. Two processes that create a sessio
 user at once therefore agree on one (the loser reads the winner's), and no lock is held while
 the Composio API is called.
 
-Database errors (asyncpg) propagate unchanged: they are the caller's to classify.
+A database that is down, restarting or unreachable (or not migrated) raises
+``RouterUnavailable`` (retryable), with the database error as its cause.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from router.base import RouterUnavailable
 
 SELECT_SESSION = """
 SELECT user_id, session_id, toolkits, config_hash, created_at
@@ -61,6 +64,9 @@ def config_hash(settings: Mapping[str, object]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
 class SessionStore:
     """Reads and compare-and-swap writes of ``tool_router_sessions``."""
 
@@ -70,8 +76,14 @@ class SessionStore:
     def __repr__(self) -> str:
         return "SessionStore()"
 
+    async def _fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        try:
+            return await self._pool.fetchrow(query, *args)
+        except _DATABASE_ERRORS as exc:
+            raise RouterUnavailable(f"tool-router session store unavailable: {type(exc).__name__}") from exc
+
     async def get(self, user_id: str) -> StoredSession | None:
-        row = await self._pool.fetchrow(SELECT_SESSION, user_id)
+        row = await self._fetchrow(SELECT_SESSION, user_id)
         if row is None:
             return None
         return StoredSession(
@@ -95,9 +107,9 @@ class SessionStore:
         (``None``: the user has no row). False when another writer got there first."""
         toolkit_set = sorted(set(toolkits))
         if expected is None:
-            won = await self._pool.fetchval(INSERT_SESSION, user_id, session_id, toolkit_set, config_hash)
+            won = await self._fetchrow(INSERT_SESSION, user_id, session_id, toolkit_set, config_hash)
         else:
-            won = await self._pool.fetchval(
+            won = await self._fetchrow(
                 REPLACE_SESSION, user_id, expected, session_id, toolkit_set, config_hash
             )
         return won is not None

@@ -53,9 +53,9 @@ async def _run(settings: Settings, body: Callable[[ToolRouter], Awaitable[int]])
     except RouterAuthError as exc:
         return _fail(str(exc), 2)
     except (RouterError, DatabaseUnavailable) as exc:
+        if isinstance(exc.__cause__, asyncpg.UndefinedTableError):
+            return _fail("the database schema is not up to date; run `logwarden db migrate` first", 1)
         return _fail(str(exc), 1)
-    except asyncpg.UndefinedTableError:
-        return _fail("the database schema is not up to date; run `logwarden db migrate` first", 1)
 
 
 def _fail(message: str, code: int) -> int:

@@ -263,3 +263,13 @@ def test_light_commands_do_not_import_router_sdks() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_unmigrated_database_gets_a_hint(
+    monkeypatch: pytest.MonkeyPatch, empty_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOGWARDEN_DATABASE_URL", empty_database_url)
+    monkeypatch.delenv("LOGWARDEN_COMPOSIO_API_KEY", raising=False)
+
+    assert main(["connections", "--user", "alice"]) == 1
+    assert "run `logwarden db migrate` first" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from router.composio import ComposioRouter
+from router.base import RouterUnavailable
+from router.composio import ComposioRouter, ComposioRouterConfig
 from tests.router import composio_fixtures as fx
 
 pytestmark = pytest.mark.anyio
@@ -224,4 +225,15 @@ async def test_invalid_user_ids_are_refused_before_any_request(
     for bad in ("", "  ", " padded"):
         with pytest.raises(ValueError, match="invalid user id"):
             await router.session(bad)
+    assert not api.calls
+
+
+async def test_a_database_outage_is_retryable(api: respx.MockRouter, database_url: str) -> None:
+    closed = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()
+    router = ComposioRouter(ComposioRouterConfig(api_key=fx.KEY, base_url=fx.API, max_retries=0), closed)
+
+    with pytest.raises(RouterUnavailable, match="session store unavailable: InterfaceError") as info:
+        await router.session(fx.USER)
+    assert info.value.retryable
     assert not api.calls
