@@ -64,7 +64,11 @@ async def open_router(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[T
     if router_kind(settings) == "composio":
         from router.composio import ComposioRouter
 
-        yield ComposioRouter(composio_config(settings), pool)
+        router = ComposioRouter(composio_config(settings), pool)
+        try:
+            yield router
+        finally:
+            await router.aclose()
         return
     from router.sandbox import Links, SandboxRouter, SandboxStore
 

@@ -22,7 +22,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -38,6 +38,7 @@ from router.base import (
     RouterError,
     RouterUnavailable,
 )
+from router.composio_accounts import TERMINAL_STATUSES, Account, account_from_sdk, summarize
 from router.composio_errors import is_gone, translate
 from router.composio_sessions import SessionStore, config_hash
 
@@ -53,21 +54,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STATUS_STATES: Mapping[str, ConnectionState] = {
-    "INITIALIZING": ConnectionState.INITIATED,
-    "INITIATED": ConnectionState.INITIATED,
-    "ACTIVE": ConnectionState.ACTIVE,
-    "EXPIRED": ConnectionState.EXPIRED,
-    "FAILED": ConnectionState.FAILED,
-    "REVOKED": ConnectionState.FAILED,
-    "INACTIVE": ConnectionState.FAILED,
-}
-"""Composio connected-account status → connection state (anything unknown counts as failed)."""
-
-TERMINAL_STATUSES = frozenset({"FAILED", "EXPIRED", "REVOKED"})
-"""Statuses a pending connection never leaves. INACTIVE is not one: it can become ACTIVE again."""
-
-_PREFERENCE = (ConnectionState.ACTIVE, ConnectionState.INITIATED, ConnectionState.EXPIRED)
 _MAX_PAGES = 50
 _MAX_SWAPS = 3
 
@@ -112,48 +98,6 @@ class ComposioRouterConfig:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    """The parts of a Composio connected account the router uses (never its credentials)."""
-
-    id: str
-    toolkit: str
-    status: str
-    user_id: str | None
-    updated_at: str = ""
-    disabled: bool = False
-
-    @property
-    def state(self) -> ConnectionState:
-        if self.disabled:
-            return ConnectionState.FAILED
-        return STATUS_STATES.get(self.status.upper(), ConnectionState.FAILED)
-
-
-def summarize(accounts: Iterable[Account], toolkits: Iterable[str]) -> dict[str, Connection]:
-    """One connection per toolkit: the best account (active, then pending, then expired, then
-    failed; the most recently updated among equals), ``missing`` when there is none."""
-    best: dict[str, Account] = {}
-
-    def rank(account: Account) -> tuple[int, str]:
-        state = account.state
-        order = _PREFERENCE.index(state) if state in _PREFERENCE else len(_PREFERENCE)
-        return (-order, account.updated_at)
-
-    for account in accounts:
-        current = best.get(account.toolkit)
-        if current is None or rank(account) > rank(current):
-            best[account.toolkit] = account
-    result: dict[str, Connection] = {}
-    for toolkit in toolkits:
-        found = best.get(toolkit)
-        if found is None:
-            result[toolkit] = Connection(toolkit, ConnectionState.MISSING)
-        else:
-            result[toolkit] = Connection(toolkit, found.state, found.id)
-    return result
-
-
 def build_client(config: ComposioRouterConfig) -> Client:
     """The SDK client: explicit timeout and retries, telemetry off. Imports composio (slow)."""
     from composio import Composio
@@ -165,18 +109,6 @@ def build_client(config: ComposioRouterConfig) -> Client:
         timeout=cast(int, config.timeout),
         max_retries=config.max_retries,
         allow_tracking=False,
-    )
-
-
-def _account(raw: Any) -> Account:
-    toolkit = getattr(raw, "toolkit", None)
-    return Account(
-        id=str(raw.id),
-        toolkit=str(getattr(toolkit, "slug", "") or "").lower(),
-        status=str(getattr(raw, "status", "") or ""),
-        user_id=getattr(raw, "user_id", None),
-        updated_at=str(getattr(raw, "updated_at", "") or ""),
-        disabled=bool(getattr(raw, "is_disabled", False)),
     )
 
 
@@ -266,7 +198,7 @@ class ComposioRouter:
         while True:
             try:
                 account = await self._call(
-                    "connection check", lambda c: _account(c.connected_accounts.get(connection_id))
+                    "connection check", lambda c: account_from_sdk(c.connected_accounts.get(connection_id))
                 )
             except RouterUnavailable as exc:
                 last = str(exc)  # transient: keep polling until the deadline
@@ -285,6 +217,13 @@ class ComposioRouter:
                     f"timed out after {timeout:g}s waiting for connection {connection_id} (last: {last})"
                 )
             await self._sleep(min(self._config.poll_interval, remaining))
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP connections (a later call opens new ones)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.client.close)
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -357,7 +296,7 @@ class ComposioRouter:
                 page = client.connected_accounts.list(
                     user_ids=[user_id], toolkit_slugs=toolkits, cursor=cursor
                 )
-            accounts.extend(_account(item) for item in page.items)
+            accounts.extend(account_from_sdk(item) for item in page.items)
             cursor = page.next_cursor
             if not cursor:
                 break

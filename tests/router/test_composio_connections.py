@@ -10,7 +10,8 @@ import pytest
 import respx
 
 from router.base import ConnectionRequired, ConnectionState, RouterAuthError, RouterUnavailable
-from router.composio import Account, ComposioRouter, summarize
+from router.composio import ComposioRouter
+from router.composio_accounts import Account, summarize
 from tests.router import composio_fixtures as fx
 from tests.router.conftest import FakeClock
 

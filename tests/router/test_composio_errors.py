@@ -216,3 +216,17 @@ async def test_the_key_never_reaches_logs_errors_or_reprs(
     shown += [record.exc_text or "" for record in caplog.records]
     assert caplog.records, "the scenario logs something, so the check below means something"
     assert not [text for text in shown if fx.KEY in text]
+
+
+async def test_aclose_closes_the_http_connections(api: respx.MockRouter, make_router: Make) -> None:
+    api.get(fx.ACCOUNTS).respond(200, json=fx.account_page([]))
+    router = make_router()
+    await router.connections(fx.USER)
+    client = router._client
+    assert client is not None
+
+    await router.aclose()
+    await router.connections(fx.USER)  # a new client
+
+    assert client.client.is_closed()
+    assert router._client is not client
