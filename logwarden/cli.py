@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "logwarden.commands.db",
     "logwarden.commands.agents",
     "logwarden.commands.sandbox_router",
+    "logwarden.commands.connect",
+    "logwarden.commands.connections",
 )
 
 

@@ -8,14 +8,18 @@ values from a :class:`Settings` instance and never looks at ``os.environ`` itsel
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from router.base import DEFAULT_TOOLKITS
 
 ENV_PREFIX = "LOGWARDEN_"
 
@@ -25,6 +29,23 @@ class ConfigError(Exception):
 
 
 _MODEL_NAME = re.compile(r"^(test|[a-z][a-z0-9-]*:[A-Za-z0-9._:/@-]+)$")
+_TOOLKIT_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _toolkit(raw: str) -> str:
+    slug = raw.strip().lower()
+    if not _TOOLKIT_SLUG.match(slug):
+        raise ValueError(f"{raw.strip()!r} is not a toolkit slug (letters, digits, _ and -)")
+    return slug
 
 
 def _default_data_dir() -> Path:
@@ -59,6 +80,42 @@ class Settings(BaseSettings):
 
     db_command_timeout: float = Field(default=30.0, gt=0, le=3600)
     """Seconds any single SQL statement may take before it is cancelled."""
+
+    composio_api_key: SecretStr | None = None
+    """Composio project API key. Set: tool-router sessions go through the Composio Tool Router;
+    unset (or empty): the local sandbox router is used."""
+
+    composio_base_url: str = "https://backend.composio.dev"
+    """Composio API origin. Must be ``https://`` (``http://`` only for a loopback host)."""
+
+    composio_timeout: float = Field(default=15.0, gt=0, le=300)
+    """Seconds any one Composio API request may take (the SDK's default is no timeout at all)."""
+
+    composio_max_retries: int = Field(default=2, ge=0, le=10)
+    """How often the Composio SDK retries a failed read (timeouts, connection errors, 429, 5xx)."""
+
+    router_toolkits: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TOOLKITS
+    """Toolkits every user's tool-router session enables, comma-separated
+    (default ``slack,jira,pagerduty``). Changing the set gives every user a new session."""
+
+    composio_auth_configs: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Optional Composio auth config per toolkit, ``toolkit=ac_id`` pairs, comma-separated (e.g.
+    ``slack=ac_123,jira=ac_456``): sessions and connect links use these OAuth apps instead of
+    Composio-managed ones. Each toolkit must be in ``LOGWARDEN_ROUTER_TOOLKITS``."""
+
+    composio_manage_connections: bool = True
+    """Expose the router's COMPOSIO_MANAGE_CONNECTIONS meta-tool in sessions, so an agent can
+    hand a user the connect link of a toolkit they have not connected."""
+
+    connect_callback_url: str | None = None
+    """Where OAuth sends the user after connecting a toolkit (``http(s)://``). Unset: the
+    provider's own confirmation page."""
+
+    connect_timeout: float = Field(default=300.0, gt=0, le=86400)
+    """Default seconds ``logwarden connect`` waits for the user to finish OAuth."""
+
+    connect_poll_interval: float = Field(default=2.0, gt=0, le=60)
+    """Seconds between connection-status checks while waiting for OAuth to finish."""
 
     test_database_url: SecretStr | None = None
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
@@ -153,6 +210,60 @@ class Settings(BaseSettings):
         if not raw.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// or postgres:// URL")
         return SecretStr(raw)
+
+    @field_validator("composio_api_key")
+    @classmethod
+    def _blank_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("composio_base_url")
+    @classmethod
+    def _api_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("must use https:// (http:// is allowed only for a loopback host)")
+        return value.strip().rstrip("/")
+
+    @field_validator("connect_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("router_toolkits", mode="before")
+    @classmethod
+    def _toolkit_list(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        slugs = tuple(dict.fromkeys(_toolkit(str(item)) for item in items if str(item).strip()))
+        if not slugs:
+            raise ValueError("must name at least one toolkit")
+        return slugs
+
+    @field_validator("composio_auth_configs", mode="before")
+    @classmethod
+    def _auth_config_pairs(cls, value: Any, info: Any) -> dict[str, str]:
+        if isinstance(value, str):
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                toolkit, sep, config_id = item.partition("=")
+                if not sep or not config_id.strip():
+                    raise ValueError(f"{item!r} is not toolkit=auth_config_id")
+                pairs[_toolkit(toolkit)] = config_id.strip()
+        else:
+            pairs = {_toolkit(str(k)): str(v).strip() for k, v in dict(value).items()}
+        toolkits = info.data.get("router_toolkits")
+        unknown = sorted(set(pairs) - set(toolkits)) if isinstance(toolkits, tuple) else []
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in LOGWARDEN_ROUTER_TOOLKITS")
+        return pairs
 
     @field_validator("db_pool_max_size")
     @classmethod
