@@ -14,7 +14,8 @@ Both actions are one statement that goes through the fingerprint's claim row, wi
 lock every automatic claim takes. So an operator resolve racing a recovery (or an acknowledge
 racing either) cannot lose an update or create a second resolve job: whichever commits second
 sees the first one's result and changes nothing. Each returns an :class:`ActionResult` saying
-whether it changed the incident, and the incident as it is afterwards.
+whether it changed the incident, and the incident as it is afterwards (an unchanged incident is
+read again, so it shows the change that won).
 
 Errors: :class:`~detector.dedup_errors.IncidentNotFound`, and the rest of the tree in
 ``detector/dedup_errors.py``.
@@ -61,9 +62,7 @@ WITH c AS (
     WHERE id IN (SELECT incident_id FROM c)
     RETURNING {_COLUMNS}
 )
-SELECT true AS changed, * FROM i
-UNION ALL
-SELECT false, {_COLUMNS} FROM incidents WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM i)
+SELECT * FROM i
 """
 
 # $1 incident id, $2 who, $3 dedup window seconds.
@@ -85,9 +84,7 @@ WITH c AS (
     INSERT INTO notification_jobs (id, incident_id, kind, next_attempt_at)
     SELECT resolve_job_id, incident_id, 'resolve', window_until FROM c
 )
-SELECT true AS changed, * FROM i
-UNION ALL
-SELECT false, {_COLUMNS} FROM incidents WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM i)
+SELECT * FROM i
 """
 
 _MAX_LIST = 1000
@@ -148,8 +145,9 @@ class Incidents:
         with translated(action):
             row = await self._db.fetchrow(sql, incident_id, by, *extra)
         if row is None:
-            raise IncidentNotFound(f"no incident {incident_id}")
-        return ActionResult(changed=row["changed"], incident=incident_from_row(row))
+            # Unchanged: read it again, in a fresh snapshot that includes whatever beat us to it.
+            return ActionResult(changed=False, incident=await self.get(incident_id))
+        return ActionResult(changed=True, incident=incident_from_row(row))
 
 
 def incident_from_row(row: asyncpg.Record) -> Incident:
