@@ -21,7 +21,11 @@ R = ClaimReason
 async def test_first_claim_opens_an_incident_with_an_open_job(pool: asyncpg.Pool) -> None:
     a = anomaly(messages=("timeout after <n>ms", "connection reset"))
     result = await Dedup(pool).claim(a)
-    assert (result.reason, result.job_kind, result.fingerprint) == (R.NEW_INCIDENT, JobKind.OPEN, a.fingerprint)
+    assert (result.reason, result.job_kind, result.fingerprint) == (
+        R.NEW_INCIDENT,
+        JobKind.OPEN,
+        a.fingerprint,
+    )
     [row] = await incidents_of(pool, a.fingerprint)
     assert row["id"] == result.incident_id
     assert (row["project"], row["service"], row["signal"]) == ("shop", "checkout", "error_rate")
@@ -48,10 +52,14 @@ async def test_second_claim_inside_the_window_is_a_read_only_duplicate(pool: asy
     dedup = Dedup(pool)
     a = anomaly()
     first = await dedup.claim(a)
-    before = await pool.fetchrow("SELECT xmin::text, * FROM incident_claims WHERE fingerprint = $1", a.fingerprint)
+    before = await pool.fetchrow(
+        "SELECT xmin::text, * FROM incident_claims WHERE fingerprint = $1", a.fingerprint
+    )
     dup = await dedup.claim(a)
     assert (dup.reason, dup.incident_id, dup.job_id) == (R.DUPLICATE_IN_WINDOW, first.incident_id, None)
-    after = await pool.fetchrow("SELECT xmin::text, * FROM incident_claims WHERE fingerprint = $1", a.fingerprint)
+    after = await pool.fetchrow(
+        "SELECT xmin::text, * FROM incident_claims WHERE fingerprint = $1", a.fingerprint
+    )
     assert before == after  # not even a new row version: nothing was written or locked
     [row] = await incidents_of(pool, a.fingerprint)
     assert row["occurrences"] == 1
@@ -66,7 +74,9 @@ async def test_escalation_creates_one_escalate_job_and_flapping_inside_the_windo
     esc = await dedup.claim(anomaly("escalation", "critical"))
     assert (esc.reason, esc.job_kind) == (R.ESCALATED, JobKind.ESCALATE)
     # severity flaps down and up, inside the window: the incident stays critical, no more pages
-    flaps = [await dedup.claim(anomaly(k, s)) for k, s in [("onset", "warning"), ("escalation", "critical")] * 3]
+    flaps = [
+        await dedup.claim(anomaly(k, s)) for k, s in [("onset", "warning"), ("escalation", "critical")] * 3
+    ]
     assert {f.reason for f in flaps} == {R.DUPLICATE_IN_WINDOW}
     # the anomaly flaps on and off inside the window: the resolve is held, then cancelled
     assert (await dedup.claim(anomaly("recovery"))).reason is R.RESOLVED
@@ -92,7 +102,8 @@ async def test_same_service_in_two_projects_is_two_incidents(pool: asyncpg.Pool)
     a = await dedup.claim(anomaly(project="shop", service="api"))
     b = await dedup.claim(anomaly(project="billing", service="api"))
     assert (a.reason, b.reason) == (R.NEW_INCIDENT, R.NEW_INCIDENT)
-    assert a.fingerprint != b.fingerprint and a.incident_id != b.incident_id
+    assert a.fingerprint != b.fingerprint
+    assert a.incident_id != b.incident_id
     rows = await pool.fetch("SELECT project, service FROM incidents ORDER BY project")
     assert [tuple(r) for r in rows] == [("billing", "api"), ("shop", "api")]
     assert (await job_kinds(pool))["open"] == 2
@@ -155,10 +166,12 @@ async def test_recovery_resolves_and_a_later_onset_opens_a_new_incident(pool: as
     again = await dedup.claim(anomaly("recovery"))
     assert (again.reason, again.incident_id) == (R.NOTHING_OPEN, None)
     later = await dedup.claim(anomaly())
-    assert later.reason is R.NEW_INCIDENT and later.incident_id != first.incident_id
+    assert later.reason is R.NEW_INCIDENT
+    assert later.incident_id != first.incident_id
     old, new = await incidents_of(pool, fp)
     assert (old["status"], old["resolved_by"], new["status"]) == ("resolved", "detector", "open")
-    assert old["resolved_at"] is not None and new["resolved_at"] is None
+    assert old["resolved_at"] is not None
+    assert new["resolved_at"] is None
     assert await jobs_of(pool, fp) == [("open", "pending"), ("resolve", "pending"), ("open", "pending")]
 
 
@@ -206,7 +219,11 @@ async def test_claim_many_applies_each_fingerprints_anomalies_in_order(pool: asy
     ]
     assert [r.fingerprint for r in results] == [x.fingerprint for x in batch]
     fp_a = batch[0].fingerprint
-    assert await jobs_of(pool, fp_a) == [("open", "pending"), ("escalate", "pending"), ("resolve", "cancelled")]
+    assert await jobs_of(pool, fp_a) == [
+        ("open", "pending"),
+        ("escalate", "pending"),
+        ("resolve", "cancelled"),
+    ]
     [row] = await incidents_of(pool, fp_a)
     assert (row["status"], row["severity"], row["occurrences"]) == ("open", 2, 3)
     assert json.loads(row["latest"])["severity"] == Severity.CRITICAL
@@ -219,8 +236,16 @@ async def test_claim_many_resolve_and_new_incident_in_one_batch(pool: asyncpg.Po
     """Resolving one incident and opening the next for the same fingerprint in one statement
     must not trip the one-unresolved-incident index."""
     dedup = Dedup(pool, DedupConfig(window=0))
-    results = await dedup.claim_many([anomaly(), anomaly("recovery"), anomaly(), anomaly("recovery"), anomaly()])
-    assert [r.reason for r in results] == [R.NEW_INCIDENT, R.RESOLVED, R.NEW_INCIDENT, R.RESOLVED, R.NEW_INCIDENT]
+    results = await dedup.claim_many(
+        [anomaly(), anomaly("recovery"), anomaly(), anomaly("recovery"), anomaly()]
+    )
+    assert [r.reason for r in results] == [
+        R.NEW_INCIDENT,
+        R.RESOLVED,
+        R.NEW_INCIDENT,
+        R.RESOLVED,
+        R.NEW_INCIDENT,
+    ]
     rows = await incidents_of(pool, anomaly().fingerprint)
     assert [r["status"] for r in rows] == ["resolved", "resolved", "open"]
     assert len({r.incident_id for r in results}) == 3
@@ -235,7 +260,8 @@ async def test_bad_anomaly_is_refused_before_anything_is_written(pool: asyncpg.P
     forged = AnomalyEvent.from_dict({**anomaly(service="other").to_dict(), "fingerprint": good.fingerprint})
     with pytest.raises(InvalidAnomaly) as info:
         await Dedup(pool).claim_many([good, forged])
-    assert info.value.index == 1 and not info.value.retryable
+    assert info.value.index == 1
+    assert not info.value.retryable
     assert "fingerprint does not match" in str(info.value)
     nul = AnomalyEvent.from_dict({**anomaly().to_dict(), "service": "a\x00b"})
     with pytest.raises(InvalidAnomaly):
@@ -248,7 +274,8 @@ async def test_nul_in_messages_is_stored_replaced(pool: asyncpg.Pool) -> None:
     result = await Dedup(pool).claim(anomaly(messages=("bad\x00byte",)))
     assert result.incident_id is not None
     incident = await Incidents(pool).get(result.incident_id)
-    assert incident.latest is not None and incident.latest.messages == ("bad\ufffdbyte",)
+    assert incident.latest is not None
+    assert incident.latest.messages == ("bad\ufffdbyte",)
 
 
 async def test_unmigrated_database_is_a_permanent_error(empty_database_url: str) -> None:

@@ -105,7 +105,11 @@ async def test_sql_claims_follow_the_pure_rules(pool: asyncpg.Pool) -> None:
                     model.state = replace(model.state, paged_at=T - REPEAT - timedelta(seconds=1))
             elif op == "lease":
                 await _lease_held(pool, fp)
-                if model.state is not None and model.held is not None and model.state.phase is Phase.RECOVERED:
+                if (
+                    model.state is not None
+                    and model.held is not None
+                    and model.state.phase is Phase.RECOVERED
+                ):
                     model.jobs[model.held][1] = "leased"
                     model.state = replace(model.state, resolve_job_pending=False)
             elif model.state is not None:  # ack / resolve the fingerprint's current incident

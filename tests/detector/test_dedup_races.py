@@ -28,9 +28,11 @@ async def test_two_claimers_racing_200_times_make_one_incident_and_one_job(pool:
             assert sorted([r1.reason, r2.reason]) == [R.DUPLICATE_IN_WINDOW, R.NEW_INCIDENT], i
             assert r1.incident_id == r2.incident_id is not None
     per_fp = await pool.fetch("SELECT fingerprint, count(*) AS n FROM incidents GROUP BY fingerprint")
-    assert len(per_fp) == 200 and {r["n"] for r in per_fp} == {1}
+    assert len(per_fp) == 200
+    assert {r["n"] for r in per_fp} == {1}
     jobs = await pool.fetch("SELECT incident_id, kind FROM notification_jobs")
-    assert len(jobs) == 200 and {r["kind"] for r in jobs} == {"open"}
+    assert len(jobs) == 200
+    assert {r["kind"] for r in jobs} == {"open"}
     assert len({r["incident_id"] for r in jobs}) == 200
     assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
@@ -83,7 +85,9 @@ async def test_acknowledge_racing_a_recovery_loses_nothing(pool: asyncpg.Pool) -
             [row] = await incidents_of(pool, opened.fingerprint)
             assert row["status"] == "resolved"
             assert (row["acknowledged_by"] == "bob") == ack.changed
-            claim = await pool.fetchrow("SELECT * FROM incident_claims WHERE fingerprint = $1", opened.fingerprint)
+            claim = await pool.fetchrow(
+                "SELECT * FROM incident_claims WHERE fingerprint = $1", opened.fingerprint
+            )
             assert (claim["phase"], claim["acknowledged"]) == ("recovered", False)
             assert await jobs_of(pool, opened.fingerprint) == [("open", "pending"), ("resolve", "pending")]
 
