@@ -247,3 +247,11 @@ ev AS MATERIALIZED (
 {_LOCK}
 st ({_STEP_COLUMNS}) AS MATERIALIZED ({_STEP.format(state="base")}),
 {_WRITE}"""
+
+# The no-op answer for one anomaly from a plain read ($1 fingerprint, $2 kind, $3 severity):
+# reason NULL means "this claim writes: run CLAIM_ONE".
+PRECHECK = f"""
+SELECT c.incident_id, {_SNAPSHOT_NOOP} AS reason
+FROM (SELECT $2::text AS kind, $3::int2 AS severity) e
+LEFT JOIN incident_claims c ON c.fingerprint = $1
+"""

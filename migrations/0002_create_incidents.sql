@@ -33,7 +33,6 @@ ALTER SEQUENCE incidents_id_seq OWNED BY incidents.id;
 -- At most one unresolved (open or acknowledged) incident per fingerprint.
 CREATE UNIQUE INDEX incidents_one_unresolved_per_fingerprint
     ON incidents (fingerprint) WHERE status <> 'resolved';
-CREATE INDEX incidents_history ON incidents (fingerprint, id);
 CREATE INDEX incidents_by_status ON incidents (status, id);
 CREATE INDEX incidents_by_subject ON incidents (project, service, id);
 
@@ -82,7 +81,5 @@ CREATE UNIQUE INDEX notification_jobs_one_open_per_incident
     ON notification_jobs (incident_id) WHERE kind = 'open';
 CREATE INDEX notification_jobs_due ON notification_jobs (next_attempt_at, id) WHERE status = 'pending';
 CREATE INDEX notification_jobs_leases ON notification_jobs (lease_expires_at) WHERE status = 'leased';
-CREATE INDEX notification_jobs_unfinished ON notification_jobs (incident_id, id)
-    WHERE status IN ('pending', 'leased');
 CREATE INDEX notification_jobs_by_incident ON notification_jobs (incident_id, id);
 CREATE INDEX notification_jobs_dead ON notification_jobs (id) WHERE status = 'dead';

@@ -73,9 +73,10 @@ def _random_claim(rng: random.Random) -> tuple[EventKind, Severity]:
     return kind, rng.choice([Severity.WARNING, Severity.CRITICAL])
 
 
-async def test_sql_claims_follow_the_pure_rules(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "one-statement"])
+async def test_sql_claims_follow_the_pure_rules(pool: asyncpg.Pool, precheck: bool) -> None:
     rng = random.Random(20240611)
-    dedup = Dedup(pool, CONFIG)
+    dedup = Dedup(pool, replace(CONFIG, precheck=precheck))
     incidents = Incidents(pool, CONFIG)
     for seq in range(SEQUENCES):
         subjects = [{"project": f"p{seq}", "service": "api"}, {"project": f"q{seq}", "service": "api"}]
