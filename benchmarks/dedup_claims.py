@@ -38,35 +38,18 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector.dedup import Dedup, DedupConfig
-from detector.models import AnomalyEvent, EventKind, Severity, Signal, fingerprint
+from detector.models import AnomalyEvent
 from logwarden import db as dbmod
 from logwarden import migrator
 from logwarden.config import Settings, load_settings
+from tests.detector.support import anomaly as make_anomaly
 
 _ids = itertools.count()
+MESSAGES = ("timeout after <n>ms calling <host>", "connection reset by peer")
 
 
-def anomaly(service: str, kind: EventKind = EventKind.ONSET) -> AnomalyEvent:
-    return AnomalyEvent(
-        kind=kind,
-        project="bench",
-        service=service,
-        signal=Signal.ERROR_RATE,
-        severity=Severity.WARNING,
-        fingerprint=fingerprint("bench", service, Signal.ERROR_RATE),
-        window_start=1_700_000_000.0,
-        window_end=1_700_000_001.0,
-        error_count=40,
-        total_count=200,
-        observed_rate=0.2,
-        baseline_mean=0.01,
-        baseline_std=0.005,
-        z=38.0,
-        ewma=0.05,
-        rate_of_change=19.0,
-        score=0.99,
-        messages=("timeout after <n>ms calling <host>", "connection reset by peer"),
-    )
+def anomaly(service: str) -> AnomalyEvent:
+    return make_anomaly(project="bench", service=service, messages=MESSAGES)
 
 
 def pct(values: list[float], q: float) -> float:
