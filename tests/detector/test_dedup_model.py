@@ -152,3 +152,21 @@ async def _check_incident(pool: asyncpg.Pool, fp: str, model: Model, where: str)
         "resolved" if state.phase is Phase.RECOVERED else "acknowledged" if state.acknowledged else "open"
     )
     assert (current["status"], current["severity"]) == (expected, state.severity.value), where
+
+
+async def test_large_batch_matches_the_rules_applied_one_by_one(pool: asyncpg.Pool) -> None:
+    """A 600-anomaly batch over 40 fingerprints, some of them with state already."""
+    rng = random.Random(77)
+    dedup = Dedup(pool, CONFIG)
+    subjects = [{"project": "big", "service": f"s{i}"} for i in range(40)]
+    models = [Model() for _ in subjects]
+    warmup = [(i, EventKind.ONSET, Severity.WARNING) for i in range(0, 40, 2)]
+    warmup += [(i, EventKind.RECOVERY, Severity.WARNING) for i in range(0, 40, 8)]
+    for events in (warmup, [(rng.randrange(40), *_random_claim(rng)) for _ in range(600)]):
+        results = await dedup.claim_many([anomaly(k, s, **subjects[i]) for i, k, s in events])
+        for (i, k, s), got in zip(events, results, strict=True):
+            assert got.reason is models[i].claim(k, s, got.incident_id), (i, k, s)
+        for subject in subjects[:3] + subjects[8:10]:
+            fp = anomaly(**subject).fingerprint
+            [model] = [m for m, sub in zip(models, subjects, strict=True) if sub is subject]
+            assert await jobs_of(pool, fp) == [tuple(j) for j in model.jobs]

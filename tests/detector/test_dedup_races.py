@@ -138,3 +138,19 @@ async def test_connection_dropped_mid_claim_is_retryable_leaves_nothing_and_retr
     retry = await dedup.claim(anomaly("escalation", "critical"))
     assert retry.reason is R.ESCALATED
     assert await jobs_of(pool, fp) == [("open", "pending"), ("escalate", "pending")]
+
+
+async def test_overlapping_batches_in_opposite_orders_do_not_deadlock(pool: asyncpg.Pool) -> None:
+    dedup = Dedup(pool)
+    subjects = [{"service": f"order-{i}"} for i in range(40)]
+    await dedup.claim_many([anomaly(**s) for s in subjects])
+    async with pool.acquire() as c1, pool.acquire() as c2:
+        first, second = Dedup(c1), Dedup(c2)
+        for round_ in range(10):
+            await pool.execute("UPDATE incident_claims SET window_until = now() - interval '1 second'")
+            forward = [anomaly("escalation" if round_ == 0 else "onset", "critical", **s) for s in subjects]
+            r1, r2 = await asyncio.gather(first.claim_many(forward), second.claim_many(forward[::-1]))
+            changed = [r for r in r1 + r2 if r.reason is not R.DUPLICATE_IN_WINDOW]
+            assert len(changed) == len(subjects), round_  # each fingerprint changed exactly once
+    escalations = await pool.fetchval("SELECT count(*) FROM notification_jobs WHERE kind = 'escalate'")
+    assert escalations == len(subjects)
