@@ -22,7 +22,10 @@ One race needs a second round trip: two processors creating the claim row of a b
 fingerprint at the same moment. The loser writes nothing for that fingerprint, sees the winner's
 row when it retries, and gets its answer from the locked row (normally ``duplicate_in_window``).
 
-Errors: see ``detector/dedup_errors.py``. ``DedupUnavailable`` is retryable and safe to retry.
+Errors (tree in ``detector/dedup_errors.py``): ``DedupUnavailable`` is retryable and safe to
+retry as is (a claim that committed just before the connection dropped is then answered as a
+duplicate); ``InvalidAnomaly`` names the index of the first bad anomaly and nothing of the call
+was written: drop that anomaly, count it, and claim the rest; ``DedupStorageError`` is permanent.
 """
 
 from __future__ import annotations
