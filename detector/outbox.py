@@ -7,7 +7,8 @@ example ``host:pid:random``):
 - ``lease(n, lease_for)`` → up to ``n`` jobs, oldest first, locked with ``FOR UPDATE SKIP LOCKED``
   so concurrent workers never get the same job. A job is due when it is ``pending`` and its
   ``next_attempt_at`` has passed, or ``leased`` and its lease has expired (its worker died or
-  hung: the lease is taken over). Jobs of one incident go strictly in order: a job is not handed
+  hung: the lease is taken over; a leased job's ``next_attempt_at`` is its lease's expiry, the
+  time anyone may next attempt it). Jobs of one incident go strictly in order: a job is not handed
   out while an older job of the same incident is pending or leased (a resolve never overtakes its
   open). Each lease increments ``attempts`` and ``lease_token`` and sets ``lease_owner`` and
   ``lease_expires_at = now() + lease_for``. An expired lease that had already used
@@ -53,22 +54,15 @@ _EARLIER_UNFINISHED = """NOT EXISTS (
 
 _EXHAUSTED = "(j.status = 'leased' AND j.attempts >= $4)"
 
-# $1 n, $2 owner, $3 lease seconds, $4 max attempts.
+# $1 n, $2 owner, $3 lease seconds, $4 max attempts. A job is due when next_attempt_at has
+# passed: for a pending job that is its (retry) time, for a leased one the lease's expiry.
 LEASE = f"""
-WITH expired AS (
+WITH picked AS (
     SELECT j.id FROM notification_jobs j
-    WHERE j.status = 'leased' AND j.lease_expires_at <= now() AND {_EARLIER_UNFINISHED}
-    ORDER BY j.lease_expires_at
-    LIMIT $1
-    FOR UPDATE OF j SKIP LOCKED
-), due AS (
-    SELECT j.id FROM notification_jobs j
-    WHERE j.status = 'pending' AND j.next_attempt_at <= now() AND {_EARLIER_UNFINISHED}
+    WHERE j.status IN ('pending', 'leased') AND j.next_attempt_at <= now() AND {_EARLIER_UNFINISHED}
     ORDER BY j.next_attempt_at, j.id
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
-), picked AS (
-    SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) u ORDER BY id LIMIT $1
 )
 UPDATE notification_jobs j
 SET status = CASE WHEN {_EXHAUSTED} THEN 'dead' ELSE 'leased' END,
@@ -77,6 +71,8 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'dead' ELSE 'leased' END,
     lease_token = CASE WHEN {_EXHAUSTED} THEN j.lease_token ELSE j.lease_token + 1 END,
     lease_expires_at = CASE WHEN {_EXHAUSTED} THEN NULL
                             ELSE now() + make_interval(secs => $3::float8) END,
+    next_attempt_at = CASE WHEN {_EXHAUSTED} THEN j.next_attempt_at
+                           ELSE now() + make_interval(secs => $3::float8) END,
     last_error = CASE WHEN {_EXHAUSTED}
                       THEN 'dead-lettered: the lease expired on every one of '
                            || j.attempts || ' attempts (last error: '
@@ -126,7 +122,8 @@ RETURNING {_COLUMNS}
 # $4 lease seconds.
 EXTEND = f"""
 UPDATE notification_jobs
-SET lease_expires_at = now() + make_interval(secs => $4::float8), updated_at = now()
+SET lease_expires_at = now() + make_interval(secs => $4::float8),
+    next_attempt_at = now() + make_interval(secs => $4::float8), updated_at = now()
 WHERE {_FENCE}
 RETURNING {_COLUMNS}
 """
