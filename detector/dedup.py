@@ -44,7 +44,17 @@ from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK
 from detector.models import AnomalyEvent, EventKind, JobKind, Severity, Signal, fingerprint
 
 Executor = asyncpg.Pool | asyncpg.Connection
-"""Where statements run: a pool (the usual case) or one connection."""
+"""Where statements run: a pool (the usual case) or one connection outside any transaction."""
+
+
+def own_transaction(db: Executor) -> Executor:
+    """``db``, refused if it is a connection inside a transaction block: every claim, outbox call
+    and operator action must be its own transaction, or its row locks would be held until the
+    caller commits (the pool-starving, alert-losing failure this design exists to avoid)."""
+    in_transaction = getattr(db, "is_in_transaction", None)
+    if in_transaction is not None and in_transaction():
+        raise ValueError("pass a pool, or a connection that is not inside a transaction block")
+    return db
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +110,7 @@ class Dedup:
     """Claims anomalies against PostgreSQL. Safe to share between tasks and processes."""
 
     def __init__(self, db: Executor, config: DedupConfig | None = None) -> None:
-        self._db = db
+        self._db = own_transaction(db)
         self.config = config if config is not None else DedupConfig()
 
     async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
@@ -126,6 +136,7 @@ class Dedup:
     ) -> list[ClaimResult]:
         """Run ``sql`` (CLAIM_ONE with scalar ``columns``, CLAIM_MANY with one list per column),
         again for the anomalies that came back as ``retry``, until every anomaly has a result."""
+        own_transaction(self._db)
         results: list[ClaimResult | None] = [None] * len(anomalies)
         pending: Sequence[int] = range(len(anomalies))
         params = columns

@@ -40,7 +40,7 @@ from typing import Any
 
 import asyncpg
 
-from detector.dedup import DedupConfig, Executor
+from detector.dedup import DedupConfig, Executor, own_transaction
 from detector.dedup_errors import LeaseLost, translated
 from detector.incidents import Incidents
 from detector.models import Incident, JobKind, JobStatus, NotificationJob
@@ -154,7 +154,7 @@ class Outbox:
     def __init__(self, db: Executor, owner: str, config: DedupConfig | None = None) -> None:
         if not owner or "\x00" in owner:
             raise ValueError("owner must name the worker (non-empty, no NUL)")
-        self._db = db
+        self._db = own_transaction(db)
         self.owner = owner
         self.config = config if config is not None else DedupConfig()
 
@@ -164,6 +164,7 @@ class Outbox:
             raise ValueError(f"n must be >= 1, got {n}")
         if not lease_for > 0:
             raise ValueError(f"lease_for must be > 0 seconds, got {lease_for}")
+        own_transaction(self._db)
         with translated("lease jobs"):
             rows = await self._db.fetch(LEASE, n, self.owner, lease_for, self.config.max_attempts)
         jobs = [job_from_row(r) for r in rows]
@@ -231,6 +232,7 @@ class Outbox:
     async def _fenced(self, sql: str, action: str, job: NotificationJob, *args: object) -> NotificationJob:
         if job.lease_owner != self.owner:
             raise LeaseLost(f"{action}: job {job.id} was not leased by this worker ({self.owner!r})")
+        own_transaction(self._db)
         with translated(action):
             row = await self._db.fetchrow(sql, job.id, self.owner, job.lease_token, *args)
         if row is None:
