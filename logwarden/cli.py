@@ -15,7 +15,11 @@ from collections.abc import Sequence
 
 from logwarden.config import ConfigError
 
-COMMAND_MODULES = ("logwarden.commands.db",)
+COMMAND_MODULES = (
+    "logwarden.commands.db",
+    "logwarden.commands.agents",
+    "logwarden.commands.sandbox_router",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

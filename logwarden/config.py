@@ -8,18 +8,23 @@ values from a :class:`Settings` instance and never looks at ``os.environ`` itsel
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LOGWARDEN_"
 
 
 class ConfigError(Exception):
     """Invalid configuration. Permanent: fix the named variables and start again."""
+
+
+_MODEL_NAME = re.compile(r"^(test|[a-z][a-z0-9-]*:[A-Za-z0-9._:/@-]+)$")
 
 
 def _default_data_dir() -> Path:
@@ -81,6 +86,84 @@ class Settings(BaseSettings):
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
     Unset: the suite starts an embedded PostgreSQL once per session."""
 
+    policy_file: Path | None = None
+    """Notification policy (TOML; documented example: ``docs/policy.example.toml``). Validated at
+    start-up. Unset: the built-in policy (owner ``operator``, Slack ``#alerts``, Jira ``OPS``/``Bug``,
+    PagerDuty for critical incidents)."""
+
+    agent_fast_model: str | None = None
+    """Model for triage and routine decisions, as ``provider:model`` (e.g.
+    ``openai:gpt-4o-mini``). Unset (the default): no model; the deterministic rules decide. The
+    provider's own key variable (e.g. ``OPENAI_API_KEY``) must be set when a model is."""
+
+    agent_strong_model: str | None = None
+    """Model for critical incidents and escalations. Unset: the fast model is used."""
+
+    agent_fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated models tried in order when the chosen one fails (FallbackModel)."""
+
+    agent_daily_budget_usd: Decimal = Field(default=Decimal("5"), ge=0, le=1_000_000)
+    """Most the models may cost per UTC day (database clock). 75 % and 90 % log a warning; at
+    100 % the rules decide until the next day. 0 disables model runs."""
+
+    agent_run_reserve_usd: Decimal = Field(default=Decimal("0.05"), gt=0, le=1000)
+    """Reserved from the daily budget before each model run (what one run may cost at most);
+    a run whose price is unknown is charged this much."""
+
+    agent_request_limit: int = Field(default=6, ge=1, le=100)
+    """Most model requests per run (UsageLimits.request_limit)."""
+
+    agent_tool_calls_limit: int = Field(default=8, ge=0, le=100)
+    """Most tool calls per agent run (UsageLimits.tool_calls_limit)."""
+
+    agent_total_tokens_limit: int = Field(default=40_000, ge=100, le=10_000_000)
+    """Most input + output tokens per run (UsageLimits.total_tokens_limit)."""
+
+    agent_triage_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a triage model run may take before the rules answer instead."""
+
+    agent_run_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds an acting-agent run may take before the rules planner takes over."""
+
+    agent_model_request_timeout: float = Field(default=20.0, gt=0, le=600)
+    """Seconds one HTTP request to a model provider may take."""
+
+    @field_validator("agent_fast_model", "agent_strong_model", mode="before")
+    @classmethod
+    def _model_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip() or None
+            if value is not None and not _MODEL_NAME.match(value):
+                raise ValueError("must be 'provider:model', e.g. 'openai:gpt-4o-mini'")
+        return value
+
+    @field_validator("agent_fallback_models", mode="before")
+    @classmethod
+    def _model_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str) or not _MODEL_NAME.match(item):
+                    raise ValueError(f"{item!r} is not 'provider:model', e.g. 'anthropic:claude-haiku-4-5'")
+        return value
+
+    @field_validator("agent_run_reserve_usd")
+    @classmethod
+    def _reserve_within_budget(cls, value: Decimal, info: Any) -> Decimal:
+        budget = info.data.get("agent_daily_budget_usd")
+        if isinstance(budget, Decimal) and budget > 0 and value > budget:
+            raise ValueError(f"must not exceed LOGWARDEN_AGENT_DAILY_BUDGET_USD ({budget})")
+        return value
+
+    sandbox_port: int = Field(default=8790, ge=0, le=65535)
+    """Port of the local sandbox tool router on 127.0.0.1 (``logwarden sandbox-router``; 0 = any
+    free port). Processes that share the database find a sandbox served elsewhere at this port."""
+
+    sandbox_admin_token: SecretStr | None = None
+    """Bearer token for the sandbox router's admin endpoints (failure injection, credentials).
+    Unset: ``logwarden sandbox-router`` generates one per run and prints it."""
+
     @field_validator("database_url", "test_database_url")
     @classmethod
     def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -102,7 +185,13 @@ class Settings(BaseSettings):
         return value
 
 
-_SECRET_FIELDS = frozenset({"database_url", "test_database_url"})
+def _secret_fields() -> frozenset[str]:
+    """Fields whose values are never echoed back in errors: every field typed with SecretStr."""
+    fields = Settings.model_fields.items()
+    return frozenset(name for name, info in fields if "SecretStr" in repr(info.annotation))
+
+
+_SECRET_FIELDS = _secret_fields()
 
 
 def _describe(error: dict[str, Any]) -> str:
