@@ -30,6 +30,7 @@ from logwarden.workload.config import (
     WorkloadConfig,
     default_config,
     demo_config,
+    preset_config,
     small_config,
 )
 from logwarden.workload.plan import Fleet, Injection, make_plan
@@ -46,6 +47,7 @@ __all__ = [
     "WorkloadConfig",
     "default_config",
     "demo_config",
+    "preset_config",
     "small_config",
 ]
 

@@ -182,6 +182,7 @@ def small_config(seed: int = 0) -> WorkloadConfig:
         incidents=8,
         warmup_s=300,
         min_gap_s=120,
+        core_volume_per_s=(30.0, 120.0),
         volume_median_per_s=8.0,
         volume_sigma=1.2,
         error_median=0.02,
@@ -196,3 +197,24 @@ def large_config(seed: int = 0) -> WorkloadConfig:
 
 PRESETS = {"demo": demo_config, "small": small_config, "default": default_config, "large": large_config}
 """Named presets, as the CLI and the benchmarks offer them."""
+
+
+def preset_config(
+    name: str,
+    seed: int = 0,
+    *,
+    services: int | None = None,
+    duration_s: int | None = None,
+    incidents: int | None = None,
+) -> WorkloadConfig:
+    """A named preset with the given seed and optional overrides (``None`` keeps the preset's).
+    Raises ``ValueError`` for an unknown name or an invalid override."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown workload preset {name!r} (choose from {', '.join(sorted(PRESETS))})")
+    cfg = PRESETS[name](seed)
+    return replace(
+        cfg,
+        services=cfg.services if services is None else services,
+        duration_s=cfg.duration_s if duration_s is None else duration_s,
+        incidents=cfg.incidents if incidents is None else incidents,
+    )
