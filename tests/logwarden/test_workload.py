@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -400,3 +404,21 @@ def test_mix_counts_are_exact_and_stable() -> None:
 def test_config_rejects_nonsense(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(WorkloadConfig(), **change)  # type: ignore[arg-type]
+
+
+def test_bytes_do_not_depend_on_the_process() -> None:
+    """Another interpreter (another hash seed) produces the same bytes."""
+    cfg = "replace(demo_config(9), duration_s=90, chunk_s=11)"
+    code = (
+        "import hashlib, sys\n"
+        "from dataclasses import replace\n"
+        "from logwarden.workload import Workload, demo_config\n"
+        f"w = Workload({cfg})\n"
+        "sys.stdout.write(hashlib.sha256(b''.join(c.data for c in w.chunks())).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, env=env, timeout=120
+    )
+    here = Workload(replace(demo_config(9), duration_s=90, chunk_s=11))
+    assert other.stdout.decode() == hashlib.sha256(b"".join(c.data for c in here.chunks())).hexdigest()
