@@ -197,16 +197,18 @@ def _magnitude(cfg: WorkloadConfig, kind: IncidentType, rng: np.random.Generator
 class _Placer:
     def __init__(self, cfg: WorkloadConfig, fleet: Fleet, rng: np.random.Generator) -> None:
         self.cfg, self.fleet, self.rng = cfg, fleet, rng
-        self.busy: list[list[tuple[int, int]]] = [[] for _ in range(len(fleet))]
+        self.spans: list[tuple[int, int, int]] = []
+        """(service, start, end) of every incident placed so far."""
 
     def _free(self, start: int, end: int) -> NDArray[np.bool_]:
-        gap = self.cfg.min_gap_s
-        return np.array(
-            [
-                self.fleet.start_s[i] == 0 and all(end + gap <= s or start >= e + gap for s, e in spans)
-                for i, spans in enumerate(self.busy)
-            ]
-        )
+        """Services with no incident within ``min_gap_s`` of [start, end) (and not new ones)."""
+        free = self.fleet.start_s == 0
+        if self.spans:
+            spans = np.array(self.spans, dtype=np.int64)
+            gap = self.cfg.min_gap_s
+            clash = (spans[:, 1] < end + gap) & (spans[:, 2] + gap > start)
+            free[spans[clash, 0]] = False
+        return free
 
     def eligible(
         self, kind: IncidentType, magnitude: float, factor: NDArray[np.float64]
@@ -239,7 +241,7 @@ class _Placer:
             if candidates.size == 0:
                 continue
             service = int(candidates[rng.integers(candidates.size)])
-            self.busy[service].append((start, start + length))
+            self.spans.append((service, start, start + length))
             return Injection(service, kind, start, start + length, magnitude, ramp)
         return None
 
