@@ -202,7 +202,7 @@ class _Placer:
 
     def _free(self, start: int, end: int) -> NDArray[np.bool_]:
         """Services with no incident within ``min_gap_s`` of [start, end) (and not new ones)."""
-        free = self.fleet.start_s == 0
+        free: NDArray[np.bool_] = np.asarray(self.fleet.start_s == 0)
         if self.spans:
             spans = np.array(self.spans, dtype=np.int64)
             gap = self.cfg.min_gap_s
