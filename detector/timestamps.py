@@ -1,0 +1,253 @@
+"""Event timestamps to whole epoch seconds, a column at a time.
+
+Accepted: RFC 3339 strings with any offset (``Z``, ``+05:30``; a ``T``, ``t`` or space between
+date and time; a missing offset means UTC), and epoch numbers in seconds or, from 1e11 up,
+milliseconds. Strings of the common shape are parsed with numpy over the whole column (no Python
+datetime per event); anything else goes through :func:`datetime.fromisoformat`, row by row.
+
+Sub-second precision is dropped: buckets are whole seconds wide.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+OK = 0
+BAD = 1
+"""Not a timestamp (unparseable, wrong type)."""
+ABSURD = 2
+"""Parsed, but outside the configured plausible range."""
+NON_FINITE = 3
+"""A number that is NaN or infinite."""
+
+MILLIS_FROM = 1e11
+"""Epoch numbers at least this large are milliseconds (1e11 s is the year 5138)."""
+
+_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_ZERO = ord("0")
+
+IntArray = npt.NDArray[np.int64]
+CodeArray = npt.NDArray[np.uint8]
+
+
+def to_epoch_seconds(values: list[Any], low: float, high: float) -> tuple[IntArray, CodeArray]:
+    """Whole epoch seconds for each value, and a code per value (:data:`OK`, :data:`BAD`, ...).
+
+    Values whose code is not OK have an unspecified second. Never raises.
+    """
+    n = len(values)
+    seconds = np.zeros(n, dtype=np.int64)
+    codes = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return seconds, codes
+    try:
+        joined = "".join(values)
+    except TypeError:
+        _mixed(values, seconds, codes)
+    else:
+        _strings(values, joined, seconds, codes)
+    bad_range = (codes == OK) & ((seconds < low) | (seconds > high))
+    codes[bad_range] = ABSURD
+    return seconds, codes
+
+
+def _mixed(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
+    is_text = np.fromiter((type(v) is str for v in values), dtype=np.bool_, count=len(values))
+    text_rows = np.flatnonzero(is_text)
+    number_rows = np.flatnonzero(~is_text)
+    if len(text_rows):
+        texts = [values[i] for i in text_rows.tolist()]
+        sub_s, sub_c = np.zeros(len(texts), np.int64), np.zeros(len(texts), np.uint8)
+        _strings(texts, "".join(texts), sub_s, sub_c)
+        seconds[text_rows], codes[text_rows] = sub_s, sub_c
+    if len(number_rows):
+        numbers = [values[i] for i in number_rows.tolist()]
+        sub_s, sub_c = np.zeros(len(numbers), np.int64), np.zeros(len(numbers), np.uint8)
+        _numbers(numbers, sub_s, sub_c)
+        seconds[number_rows], codes[number_rows] = sub_s, sub_c
+
+
+def _numbers(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
+    try:
+        if any(type(v) is bool for v in values):
+            raise TypeError("booleans are not timestamps")
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        for i, v in enumerate(values):
+            seconds[i], codes[i] = number_to_seconds(v)
+        return
+    finite = np.isfinite(arr)
+    codes[~finite] = NON_FINITE
+    arr = np.where(finite, arr, 0.0)
+    arr = np.where(np.abs(arr) >= MILLIS_FROM, arr / 1000.0, arr)
+    # Anything beyond ~1e15 s is absurd anyway; clipping keeps the int64 cast defined.
+    np.clip(arr, -1e15, 1e15, out=arr)
+    seconds[:] = np.floor(arr).astype(np.int64)
+
+
+def number_to_seconds(value: Any) -> tuple[int, int]:
+    """(whole epoch seconds, code) for one epoch number in seconds or milliseconds."""
+    if type(value) is bool or not isinstance(value, int | float):
+        return 0, BAD
+    try:
+        x = float(value)
+    except OverflowError:
+        return 0, ABSURD
+    if not math.isfinite(x):
+        return 0, NON_FINITE
+    if abs(x) >= MILLIS_FROM:
+        x /= 1000.0
+    return int(math.floor(max(-1e15, min(1e15, x)))), OK
+
+
+def text_to_seconds(text: str) -> tuple[int, int]:
+    """(whole epoch seconds, code) for one ISO 8601 / RFC 3339 string; naive means UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, TypeError):
+        return 0, BAD
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return int(math.floor(parsed.timestamp())), OK
+    except (OverflowError, ValueError, OSError):
+        return 0, ABSURD
+
+
+def _strings(values: list[str], joined: str, seconds: IntArray, codes: CodeArray) -> None:
+    n = len(values)
+    width = len(values[0])
+    # Fast path: every string has the first one's width (one separator check proves it, since no
+    # value holds a newline) and ends in "Z". Rows of one second share their first 19 bytes,
+    # so the calendar arithmetic runs once per distinct second, not once per row.
+    if 20 <= width <= 40 and values[0][-1] in "Zz":
+        lined = "\n".join(values)
+        if lined.count("\n") == n - 1:
+            try:
+                raw = np.frombuffer((lined + "\n").encode("ascii"), dtype=np.uint8)
+            except UnicodeEncodeError:
+                raw = None
+            if raw is not None and len(raw) == n * (width + 1):
+                m = raw.reshape(n, width + 1)
+                if (m[:, width] == 10).all() and _fixed_zulu(m[:, :width], width, seconds, codes, values):
+                    return
+    _general(values, joined, seconds, codes)
+
+
+def _fixed_zulu(
+    m: npt.NDArray[np.uint8], width: int, seconds: IntArray, codes: CodeArray, values: list[str]
+) -> bool:
+    """Rows of one width ending in Z; False (nothing written) when the layout does not fit."""
+    last = m[:, width - 1]
+    if not ((last == 90) | (last == 122)).all():
+        return False
+    ok = np.ones(len(m), dtype=np.bool_)
+    if width > 20:  # a fraction: "." then digits up to the Z
+        ok &= m[:, 19] == 46
+        ok &= ((m[:, 20 : width - 1] - _ZERO) < 10).all(axis=1)
+    p = m[:, :19]
+    change = np.ones(len(m), dtype=np.bool_)
+    change[1:] = (p[1:] != p[:-1]).any(axis=1)
+    firsts = np.flatnonzero(change)
+    group = np.cumsum(change) - 1
+    first_rows = m[firsts]
+    sub_s = np.zeros(len(firsts), np.int64)
+    sub_ok = _prefix(first_rows, sub_s)
+    seconds[:] = sub_s[group]
+    ok &= sub_ok[group]
+    if not ok.all():
+        _slow(values, np.flatnonzero(~ok), seconds, codes)
+    return True
+
+
+def _prefix(m: npt.NDArray[np.uint8], out: IntArray) -> npt.NDArray[np.bool_]:
+    """Validate "YYYY-MM-DDTHH:MM:SS" in the first 19 columns; write UTC epoch seconds."""
+    d = (m[:, _DIGITS] - _ZERO).astype(np.int64)  # uint8 wrap-around turns non-digits into >= 10
+    ok = (d < 10).all(axis=1)
+    ok &= (m[:, 4] == 45) & (m[:, 7] == 45) & (m[:, 13] == 58) & (m[:, 16] == 58)
+    sep = m[:, 10]
+    ok &= (sep == 84) | (sep == 116) | (sep == 32)  # "T", "t", " "
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 4] * 10 + d[:, 5]
+    day = d[:, 6] * 10 + d[:, 7]
+    hour = d[:, 8] * 10 + d[:, 9]
+    minute = d[:, 10] * 10 + d[:, 11]
+    second = d[:, 12] * 10 + d[:, 13]
+    month_ok = (month >= 1) & (month <= 12)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    dim = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] - ((month == 2) & ~leap)
+    ok &= month_ok & (day >= 1) & (day <= dim) & (hour <= 23) & (minute <= 59) & (second <= 59)
+    # days from the civil date (proleptic Gregorian)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    out[:] = days * 86400 + hour * 3600 + minute * 60 + second
+    return ok
+
+
+def _general(values: list[str], joined: str, seconds: IntArray, codes: CodeArray) -> None:
+    n = len(values)
+    try:
+        raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        _slow(values, np.arange(n), seconds, codes)
+        return
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    width = int(lengths.max())
+    if width < 19:
+        _slow(values, np.arange(n), seconds, codes)
+        return
+    if int(lengths.min()) == width:
+        m = raw.reshape(n, width)
+    else:
+        starts = np.zeros(n, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        cols = np.arange(width)
+        idx = np.minimum(starts[:, None] + cols, len(raw) - 1)
+        m = raw[idx]
+        m[cols >= lengths[:, None]] = 0
+    ok = lengths >= 19
+    ok &= _prefix(m, seconds)
+
+    rows = np.arange(n)
+    last = m[rows, lengths - 1]
+    zulu = (last == 90) | (last == 122)
+    osign = m[rows, np.maximum(lengths - 6, 0)]
+    od = np.stack([m[rows, np.maximum(lengths - k, 0)] for k in (5, 4, 2, 1)], axis=1) - _ZERO
+    od = od.astype(np.int64)
+    has_offset = (
+        ~zulu
+        & (lengths >= 25)
+        & ((osign == 43) | (osign == 45))
+        & (m[rows, np.maximum(lengths - 3, 0)] == 58)
+        & (od < 10).all(axis=1)
+    )
+    zone_len = np.where(zulu, 1, np.where(has_offset, 6, 0))
+    frac_end = lengths - zone_len  # the fraction, if any, is columns 19 .. frac_end - 1
+    has_frac = frac_end > 19
+    if width > 19:
+        ok &= ~has_frac | ((m[:, 19] == 46) & (frac_end >= 21))
+    if width > 20:
+        tail = (m[:, 20:] - _ZERO) < 10
+        need = np.arange(20, width) < frac_end[:, None]
+        ok &= ~(need & ~tail).any(axis=1)
+    off_h = od[:, 0] * 10 + od[:, 1]
+    off_m = od[:, 2] * 10 + od[:, 3]
+    ok &= ~has_offset | ((off_h <= 23) & (off_m <= 59))
+    # offsets east of UTC subtract
+    seconds -= np.where(has_offset, (off_h * 3600 + off_m * 60) * np.where(osign == 45, -1, 1), 0)
+    if not ok.all():
+        _slow(values, np.flatnonzero(~ok), seconds, codes)
+
+
+def _slow(values: list[str], rows: npt.NDArray[np.intp], seconds: IntArray, codes: CodeArray) -> None:
+    for i in rows.tolist():
+        seconds[i], codes[i] = text_to_seconds(values[i])
