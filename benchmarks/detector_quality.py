@@ -25,6 +25,10 @@ from logwarden.evaluation_report import format_evaluation, format_targets
 from logwarden.labels import write_labels
 from logwarden.workload import PRESETS, Totals, Workload, preset_config
 
+END_OF_INPUT_S = 10
+"""False incidents opened this close to the end of the stream are reported apart: they come from
+closing the last buckets at end of input, which only a finite replay has."""
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ev = evaluate(workload.labels, incidents, service_days=workload.service_days, tolerance_s=args.tolerance)
     print()
     print(format_evaluation(ev))
+    end = workload.config.start_ts + workload.config.duration_s
+    by_signal = Counter(d.signal.value for d in ev.false_incidents)
+    at_end = sum(1 for d in ev.false_incidents if d.start >= end - END_OF_INPUT_S)
+    print(f"false incidents by signal {dict(by_signal)}; opened in the last {END_OF_INPUT_S} s: {at_end}")
     for d in ev.false_incidents[: args.show_false]:
         offset = d.start - workload.config.start_ts
         print(f"  false: {d.project}/{d.service} {d.signal.value} at +{offset:.0f} s ({d.severity.label})")
