@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.config import DetectorConfig
-from detector.scoring import dispersion
+from detector.vectorised import dispersion
 
 SLOT_MAX = 2**26
 BUCKET_MAX = 2**31 - 1

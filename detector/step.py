@@ -25,7 +25,8 @@ import numpy.typing as npt
 
 from detector.config import DetectorConfig
 from detector.models import EventKind, Severity, Signal
-from detector.scoring import deviance_z, deviance_z1, rate_of_change, score
+from detector.scoring import deviance_z1, rate_of_change, score
+from detector.vectorised import deviance_z
 from detector.state import BUCKET_MAX, KeyState
 
 I64 = npt.NDArray[np.int64]
