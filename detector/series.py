@@ -172,7 +172,7 @@ class SeriesScorer:
         for slot in state.slots:
             done = _merge(done, slot)
         state.done = done
-        k, mean, m2 = done
+        k, _, m2 = done
         used = [slot for slot in state.slots if slot[0] > 0]
         within = math.fsum(slot[2] for slot in used)
         between = m2 - within
@@ -198,7 +198,9 @@ class SeriesScorer:
             name: [s.slots, s.cur, s.recent, s.points, s.ewma, s.active, s.run, s.quarantine]
             for name, s in self._keys.items()
         }
-        return msgspec.msgpack.encode({"format": SERIES_FORMAT, "config": self.config.to_dict(), "keys": keys})
+        return msgspec.msgpack.encode(
+            {"format": SERIES_FORMAT, "config": self.config.to_dict(), "keys": keys}
+        )
 
     @classmethod
     def restore(cls, data: bytes) -> SeriesScorer:

@@ -17,8 +17,8 @@ def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> Float
         ratio = np.where(x > 0, x / lam, 1.0)
         d = 2.0 * (np.where(x > 0, x * np.log(ratio), 0.0) - (x - lam))
     d = np.maximum(d, 0.0) / phi
-    z = np.sqrt(d) * np.sign(x - lam)
-    return np.clip(z, -Z_CAP, Z_CAP)
+    z: FloatArray = np.clip(np.sqrt(d) * np.sign(x - lam), -Z_CAP, Z_CAP)
+    return z
 
 
 def dispersion(

@@ -53,19 +53,27 @@ def _rows(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
+def _open(path: str, mode: str, standard: IO[str]) -> IO[str]:
+    """The named file, or the standard stream for "-" (closed by the caller, not here)."""
+    if path == "-":
+        return standard
+    return open(path, mode, newline="", encoding="utf-8")  # closed in _score
+
+
 def _score(args: argparse.Namespace) -> int:
     from detector.series import SeriesScorer
 
     try:
-        source: IO[str] = sys.stdin if args.input == "-" else open(args.input, newline="", encoding="utf-8")  # noqa: SIM115
+        source = _open(args.input, "r", sys.stdin)
     except OSError as exc:
         print(f"logwarden score: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
         return 1
     try:
-        sink: IO[str] = sys.stdout if not args.output else open(args.output, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        sink = _open(args.output or "-", "w", sys.stdout)
     except OSError as exc:
         print(f"logwarden score: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        source.close()
+        if source is not sys.stdin:
+            source.close()
         return 1
     scorer = SeriesScorer()
     writer = csv.writer(sink, lineterminator="\n")
