@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from detector.config import DetectorConfig
     from detector.core import Detector
+    from detector.counters import DetectorStats
     from detector.models import AnomalyEvent
     from detector.series import SeriesScore, SeriesScorer
-    from detector.counters import DetectorStats
 
 __all__ = ["AnomalyEvent", "Detector", "DetectorConfig", "DetectorStats", "SeriesScore", "SeriesScorer"]
 

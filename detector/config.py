@@ -87,6 +87,11 @@ class DetectorConfig:
     """After this long without a normal bucket the shifted level is accepted as the new normal:
     the key's baseline restarts (a recovery is announced) and warms up again."""
 
+    # --- series scorer ---------------------------------------------------------------------
+    series_std_floor: float = 0.01
+    """Variance floor of :class:`~detector.series.SeriesScorer`: the baseline standard deviation
+    is never taken below this fraction of the baseline mean's magnitude."""
+
     # --- volume-collapse signal -------------------------------------------------------------
     collapse_min_volume: float = 5.0
     """Only keys whose baseline averages at least this many events per bucket can collapse."""
@@ -135,6 +140,7 @@ class DetectorConfig:
             "message_buckets",
             "max_message_chars",
             "max_timestamp",
+            "series_std_floor",
         ):
             positive(name, getattr(self, name))
         for name in ("rejection_samples", "message_samples", "min_errors", "min_volume"):

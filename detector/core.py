@@ -121,16 +121,21 @@ class Detector:
 
     def flush(self) -> list[AnomalyEvent]:
         """End of input: the carried partial line is taken as a last line and every open bucket
-        closes. Later events for those buckets count as late."""
+        closes. Later events for those buckets count as late.
+
+        Buckets that the watermark had not passed are incomplete by construction (their late
+        and clock-skewed lines never came), so they are scored for error rate but not judged for
+        volume collapse: a replay's last seconds do not look like every service going silent."""
         events: list[AnomalyEvent] = []
         if self._carry and not self._discarding:
             rest, self._carry = self._carry, b""
             self._counts["lines"] += 1
             events += self._ingest(self._json.decode(rest, self._counts["lines"]))
         self._carry, self._discarding = b"", False
+        complete = self._horizon
         if self._pending:
             self._raise_horizon(max(self._pending.buckets) + 1)
-        return events + self._close_ready()
+        return events + self._close_ready(complete)
 
     # -- ingestion --------------------------------------------------------------------------
 
@@ -245,7 +250,8 @@ class Detector:
         if self._next is None:
             self._next = self._pending.first()
 
-    def _close_ready(self) -> list[AnomalyEvent]:
+    def _close_ready(self, complete: int | None = None) -> list[AnomalyEvent]:
+        """Close every bucket before the horizon; from ``complete`` on they are forced (flush)."""
         if self._next is None or self._horizon is None or self._next >= self._horizon:
             return []
         events: list[AnomalyEvent] = []
@@ -259,11 +265,11 @@ class Detector:
                 self._messages.drop_open_before(stop)
                 self._next = stop
                 continue
-            events += self._close(self._next)
+            events += self._close(self._next, complete is None or self._next < complete)
             self._next += 1
         return events
 
-    def _close(self, t: int) -> list[AnomalyEvent]:
+    def _close(self, t: int, complete: bool = True) -> list[AnomalyEvent]:
         cfg, st = self.config, self._state
         used = self._keys.used
         events: list[AnomalyEvent] = []
@@ -278,7 +284,7 @@ class Detector:
             e = np.zeros(used, np.int64)
         else:
             n, e = arrays[0][:used], arrays[1][:used]
-        verdicts = close_bucket(st, t, n, e, used)
+        verdicts = close_bucket(st, t, n, e, used, volume=complete)
         if arrays is not None:
             self._pending.recycle(arrays)
         self._messages.close(t)

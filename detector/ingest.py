@@ -15,6 +15,7 @@ The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,13 +105,14 @@ class EventColumns:
     def error_flags(self, levels: list[str]) -> npt.NDArray[np.bool_]:
         n = len(levels)
         try:
-            return np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
+            flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
+            return flags
         except KeyError:
             codes = np.fromiter(map(self._levels.get, levels, repeat(2)), np.int8, n)
         unknown = np.flatnonzero(codes == 2)
         if len(unknown):
             codes[unknown] = [self.is_error_level(levels[i]) for i in unknown.tolist()]
-        return codes == 1
+        return np.asarray(codes == 1, dtype=np.bool_)
 
     def build(
         self,
@@ -132,6 +134,14 @@ class EventColumns:
         n = len(ts)
         seconds, codes = timestamps.to_epoch_seconds(ts, cfg.min_timestamp, cfg.max_timestamp)
         valid = codes == timestamps.OK
+        if not valid.all():
+            for i in np.flatnonzero(~valid).tolist():
+                self.rejections.add(_TS_REASON[int(codes[i])], where[i], f"ts={ts[i]!r}")
+        if "" in services:  # a scan at C speed; other bad names are caught when first seen
+            empty = np.fromiter(map(operator.not_, services), np.bool_, n)
+            for i in np.flatnonzero(empty & valid).tolist():
+                self.rejections.add(Reason.MISSING_SERVICE, where[i], "service is empty")
+            valid &= ~empty
         project = DEFAULT_PROJECT
         if projects is not None:
             project_set = set(projects)
@@ -140,9 +150,6 @@ class EventColumns:
                 project_set = set(projects)
             if len(project_set) == 1:
                 project, projects = projects[0], None
-        if not valid.all():
-            for i in np.flatnonzero(~valid).tolist():
-                self.rejections.add(_TS_REASON[int(codes[i])], where[i], f"ts={ts[i]!r}")
         # errors: level (cached per distinct spelling) or HTTP status >= 500
         errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter, deque
 from collections.abc import Iterable
+from typing import Any
 
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _HEX = re.compile(r"\b(?:0x[0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,})\b")
@@ -80,14 +81,14 @@ class MessageSamples:
             for key in gone.intersection(per_key):
                 del per_key[key]
 
-    def to_state(self) -> dict[str, object]:
+    def to_state(self) -> dict[str, Any]:
         return {
             "open": [[b, [[k, v] for k, v in per_key.items()]] for b, per_key in self._open.items()],
             "closed": [[[k, v] for k, v in per_key.items()] for per_key in self._closed],
         }
 
-    def load_state(self, state: dict[str, list[list[object]]]) -> None:
-        self._open = {int(b): {int(k): list(v) for k, v in items} for b, items in state["open"]}  # type: ignore[misc]
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._open = {int(b): {int(k): [str(m) for m in v] for k, v in items} for b, items in state["open"]}
         self._closed.clear()
         for items in state["closed"]:
-            self._closed.append({int(k): list(v) for k, v in items})  # type: ignore[misc,call-overload]
+            self._closed.append({int(k): [str(m) for m in v] for k, v in items})

@@ -4,13 +4,13 @@ Raw state is what a snapshot stores; derived state (rolling sums, window sums, d
 rebuilt from it by :meth:`KeyState.rebuild`, with integer arithmetic wherever a value is
 maintained incrementally, so a restored detector computes bit for bit what the original would.
 
-Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is about 900 bytes:
+Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is about 880 bytes:
 
 * baseline ring, one entry per slot: events and errors (int32) and admitted buckets (int16);
 * the current slot's events, errors and admitted buckets (int64);
 * the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (int64);
-* EWMA of errors and events (float64); signal severities (int8); hysteresis and quarantine runs
-  (int32); last bucket with an event (int64);
+* signal severities (int8); hysteresis and quarantine runs (int32); last bucket with an event
+  (int64, kept per slot when the window ring covers a slot);
 * rolling sums over the ring (int64) and two dispersion factors (float64).
 
 Slot totals are clipped at :data:`SLOT_MAX` events (about 6.7 million events per second per key
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.config import DetectorConfig
-from detector.scoring import dispersion
+from detector.vectorised import dispersion
 
 SLOT_MAX = 2**26
 BUCKET_MAX = 2**31 - 1
@@ -39,8 +39,6 @@ RAW_FIELDS = (
     "cur_k",
     "win_n",
     "win_e",
-    "ewe",
-    "ewn",
     "sev_err",
     "sev_col",
     "run_err",
@@ -60,8 +58,6 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "cur_k": ("key", np.int64),
     "win_n": ("window", np.int32),
     "win_e": ("window", np.int32),
-    "ewe": ("key", np.float64),
-    "ewn": ("key", np.float64),
     "sev_err": ("key", np.int8),
     "sev_col": ("key", np.int8),
     "run_err": ("key", np.int32),
@@ -97,8 +93,6 @@ class KeyState:
     cur_k: I64
     win_n: npt.NDArray[np.int32]
     win_e: npt.NDArray[np.int32]
-    ewe: npt.NDArray[np.float64]
-    ewn: npt.NDArray[np.float64]
     sev_err: npt.NDArray[np.int8]
     sev_col: npt.NDArray[np.int8]
     run_err: npt.NDArray[np.int32]
@@ -120,6 +114,8 @@ class KeyState:
     def __init__(self, config: DetectorConfig, capacity: int = 64) -> None:
         self.config = config
         self.capacity = 0
+        self.quarantined: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        """Keys whose quarantine run is not zero (derived)."""
         self._alloc(capacity)
 
     def _shape(self, kind: str, capacity: int) -> tuple[int, ...]:
@@ -167,8 +163,12 @@ class KeyState:
 
     def roll(self, slot: int, used: int) -> None:
         """Complete ``slot`` (the current one): it replaces the oldest slot in the ring."""
-        pos = slot % self.config.baseline_slots
+        cfg = self.config
+        pos = slot % cfg.baseline_slots
         u = slice(0, used)
+        if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
+            seen = (self.win_n[:, u] != 0).any(axis=0)
+            np.putmask(self.last_seen[u], seen, (slot + 1) * cfg.slot_buckets - 1)
         old_n = self.ring_n[pos, u].astype(np.int64)
         old_e = self.ring_e[pos, u].astype(np.int64)
         old_k = self.ring_k[pos, u].astype(np.int64)
@@ -215,6 +215,7 @@ class KeyState:
         self.sum_ne[u] = (n * e).sum(axis=0)
         self.sum_n2[u] = (n * n).sum(axis=0)
         self._dispersion(u)
+        self.quarantined = np.flatnonzero(self.quarantine[u] > 0)
         width = self.config.windows[-1]
         for i, w in enumerate(self.config.windows):
             if last_bucket is None:
@@ -239,4 +240,5 @@ class KeyState:
             getattr(self, name)[..., :used] = arr
 
     def nbytes_per_key(self) -> int:
-        return sum(getattr(self, name).nbytes for name in _SPEC) // max(self.capacity, 1)
+        total: int = sum(int(getattr(self, name).nbytes) for name in _SPEC)
+        return total // max(self.capacity, 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,9 @@ _DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
 _DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 _ZERO = ord("0")
 
+_MIN_WIDTH = 19
+_MAX_WIDTH = 40
+
 IntArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
 
@@ -47,24 +51,24 @@ def to_epoch_seconds(values: list[Any], low: float, high: float) -> tuple[IntArr
     if n == 0:
         return seconds, codes
     try:
-        joined = "".join(values)
+        lined = "\n".join(values)
     except TypeError:
         _mixed(values, seconds, codes)
     else:
-        _strings(values, joined, seconds, codes)
+        _strings(values, seconds, codes, lined)
     bad_range = (codes == OK) & ((seconds < low) | (seconds > high))
     codes[bad_range] = ABSURD
     return seconds, codes
 
 
 def _mixed(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
-    is_text = np.fromiter((type(v) is str for v in values), dtype=np.bool_, count=len(values))
+    is_text = np.fromiter(map(isinstance, values, repeat(str)), dtype=np.bool_, count=len(values))
     text_rows = np.flatnonzero(is_text)
     number_rows = np.flatnonzero(~is_text)
     if len(text_rows):
         texts = [values[i] for i in text_rows.tolist()]
         sub_s, sub_c = np.zeros(len(texts), np.int64), np.zeros(len(texts), np.uint8)
-        _strings(texts, "".join(texts), sub_s, sub_c)
+        _strings(texts, sub_s, sub_c)
         seconds[text_rows], codes[text_rows] = sub_s, sub_c
     if len(number_rows):
         numbers = [values[i] for i in number_rows.tolist()]
@@ -103,7 +107,7 @@ def number_to_seconds(value: Any) -> tuple[int, int]:
         return 0, NON_FINITE
     if abs(x) >= MILLIS_FROM:
         x /= 1000.0
-    return int(math.floor(max(-1e15, min(1e15, x)))), OK
+    return math.floor(max(-1e15, min(1e15, x))), OK
 
 
 def text_to_seconds(text: str) -> tuple[int, int]:
@@ -115,55 +119,82 @@ def text_to_seconds(text: str) -> tuple[int, int]:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
-        return int(math.floor(parsed.timestamp())), OK
+        return math.floor(parsed.timestamp()), OK
     except (OverflowError, ValueError, OSError):
         return 0, ABSURD
 
 
-def _strings(values: list[str], joined: str, seconds: IntArray, codes: CodeArray) -> None:
+def _strings(values: list[str], seconds: IntArray, codes: CodeArray, lined: str | None = None) -> None:
     n = len(values)
     width = len(values[0])
-    # Fast path: every string has the first one's width (one separator check proves it, since no
-    # value holds a newline) and ends in "Z". Rows of one second share their first 19 bytes,
-    # so the calendar arithmetic runs once per distinct second, not once per row.
-    if 20 <= width <= 40 and values[0][-1] in "Zz":
-        lined = "\n".join(values)
-        if lined.count("\n") == n - 1:
-            try:
-                raw = np.frombuffer((lined + "\n").encode("ascii"), dtype=np.uint8)
-            except UnicodeEncodeError:
-                raw = None
-            if raw is not None and len(raw) == n * (width + 1):
-                m = raw.reshape(n, width + 1)
-                if (m[:, width] == 10).all() and _fixed_zulu(m[:, :width], width, seconds, codes, values):
-                    return
-    _general(values, joined, seconds, codes)
+    if _MIN_WIDTH <= width <= _MAX_WIDTH:
+        # one width for all: the joined length and newline count prove it (no value holds one)
+        lined = "\n".join(values) if lined is None else lined
+        if len(lined) == n * (width + 1) - 1 and lined.count("\n") == n - 1:
+            _fixed(values, lined, width, seconds, codes)
+            return
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    for w in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == w)
+        if not _MIN_WIDTH <= w <= _MAX_WIDTH:
+            _slow(values, rows, seconds, codes)
+            continue
+        group = [values[i] for i in rows.tolist()]
+        if "\n".join(group).count("\n") != len(group) - 1:
+            _slow(values, rows, seconds, codes)
+            continue
+        sub_s, sub_c = np.zeros(len(group), np.int64), np.zeros(len(group), np.uint8)
+        _fixed(group, "\n".join(group), w, sub_s, sub_c)
+        seconds[rows], codes[rows] = sub_s, sub_c
 
 
-def _fixed_zulu(
-    m: npt.NDArray[np.uint8], width: int, seconds: IntArray, codes: CodeArray, values: list[str]
-) -> bool:
-    """Rows of one width ending in Z; False (nothing written) when the layout does not fit."""
-    last = m[:, width - 1]
-    if not ((last == 90) | (last == 122)).all():
-        return False
-    ok = np.ones(len(m), dtype=np.bool_)
-    if width > 20:  # a fraction: "." then digits up to the Z
-        ok &= m[:, 19] == 46
-        ok &= ((m[:, 20 : width - 1] - _ZERO) < 10).all(axis=1)
+def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: CodeArray) -> None:
+    """Strings all ``width`` long, joined by newlines in ``lined``.
+
+    Rows of one second share their first 19 bytes, so the calendar arithmetic runs once per
+    distinct second, not once per row. Rows that do not fit the common shapes go to
+    :func:`datetime.fromisoformat`, one by one.
+    """
+    n = len(values)
+    try:
+        raw = np.frombuffer((lined + "\n").encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        _slow(values, np.arange(n), seconds, codes)
+        return
+    m = raw.reshape(n, width + 1)[:, :width]
     p = m[:, :19]
-    change = np.ones(len(m), dtype=np.bool_)
+    change = np.ones(n, dtype=np.bool_)
     change[1:] = (p[1:] != p[:-1]).any(axis=1)
     firsts = np.flatnonzero(change)
     group = np.cumsum(change) - 1
-    first_rows = m[firsts]
-    sub_s = np.zeros(len(firsts), np.int64)
-    sub_ok = _prefix(first_rows, sub_s)
-    seconds[:] = sub_s[group]
-    ok &= sub_ok[group]
+    base = np.zeros(len(firsts), np.int64)
+    base_ok = _prefix(m[firsts], base)
+    ok = base_ok[group]
+    seconds[:] = base[group]
+
+    last = m[:, width - 1]
+    zulu = (last == 90) | (last == 122)
+    offset = np.zeros(n, dtype=np.bool_)
+    if width >= 25:
+        sign = m[:, width - 6]
+        od = (m[:, [width - 5, width - 4, width - 2, width - 1]] - _ZERO).astype(np.int64)
+        offset = ~zulu & ((sign == 43) | (sign == 45)) & (m[:, width - 3] == 58) & (od < 10).all(axis=1)
+        if offset.any():
+            hours = od[:, 0] * 10 + od[:, 1]
+            minutes = od[:, 2] * 10 + od[:, 3]
+            ok &= ~offset | ((hours <= 23) & (minutes <= 59))
+            east = np.where(sign == 45, -1, 1)
+            seconds -= np.where(offset, (hours * 3600 + minutes * 60) * east, 0)
+    for kind, end in ((zulu, width - 1), (offset, width - 6), (~zulu & ~offset, width)):
+        if end <= 19 or not kind.any():
+            continue  # no fraction, or nobody of this kind
+        if end == 20:
+            ok &= ~kind  # a lone "."
+            continue
+        fraction = (m[:, 19] == 46) & ((m[:, 20:end] - _ZERO) < 10).all(axis=1)
+        ok &= ~kind | fraction
     if not ok.all():
         _slow(values, np.flatnonzero(~ok), seconds, codes)
-    return True
 
 
 def _prefix(m: npt.NDArray[np.uint8], out: IntArray) -> npt.NDArray[np.bool_]:
@@ -190,62 +221,8 @@ def _prefix(m: npt.NDArray[np.uint8], out: IntArray) -> npt.NDArray[np.bool_]:
     doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     out[:] = days * 86400 + hour * 3600 + minute * 60 + second
-    return ok
-
-
-def _general(values: list[str], joined: str, seconds: IntArray, codes: CodeArray) -> None:
-    n = len(values)
-    try:
-        raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-    except UnicodeEncodeError:
-        _slow(values, np.arange(n), seconds, codes)
-        return
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    width = int(lengths.max())
-    if width < 19:
-        _slow(values, np.arange(n), seconds, codes)
-        return
-    if int(lengths.min()) == width:
-        m = raw.reshape(n, width)
-    else:
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        cols = np.arange(width)
-        idx = np.minimum(starts[:, None] + cols, len(raw) - 1)
-        m = raw[idx]
-        m[cols >= lengths[:, None]] = 0
-    ok = lengths >= 19
-    ok &= _prefix(m, seconds)
-
-    rows = np.arange(n)
-    last = m[rows, lengths - 1]
-    zulu = (last == 90) | (last == 122)
-    osign = m[rows, np.maximum(lengths - 6, 0)]
-    od = np.stack([m[rows, np.maximum(lengths - k, 0)] for k in (5, 4, 2, 1)], axis=1) - _ZERO
-    od = od.astype(np.int64)
-    has_offset = (
-        ~zulu
-        & (lengths >= 25)
-        & ((osign == 43) | (osign == 45))
-        & (m[rows, np.maximum(lengths - 3, 0)] == 58)
-        & (od < 10).all(axis=1)
-    )
-    zone_len = np.where(zulu, 1, np.where(has_offset, 6, 0))
-    frac_end = lengths - zone_len  # the fraction, if any, is columns 19 .. frac_end - 1
-    has_frac = frac_end > 19
-    if width > 19:
-        ok &= ~has_frac | ((m[:, 19] == 46) & (frac_end >= 21))
-    if width > 20:
-        tail = (m[:, 20:] - _ZERO) < 10
-        need = np.arange(20, width) < frac_end[:, None]
-        ok &= ~(need & ~tail).any(axis=1)
-    off_h = od[:, 0] * 10 + od[:, 1]
-    off_m = od[:, 2] * 10 + od[:, 3]
-    ok &= ~has_offset | ((off_h <= 23) & (off_m <= 59))
-    # offsets east of UTC subtract
-    seconds -= np.where(has_offset, (off_h * 3600 + off_m * 60) * np.where(osign == 45, -1, 1), 0)
-    if not ok.all():
-        _slow(values, np.flatnonzero(~ok), seconds, codes)
+    valid: npt.NDArray[np.bool_] = ok
+    return valid
 
 
 def _slow(values: list[str], rows: npt.NDArray[np.intp], seconds: IntArray, codes: CodeArray) -> None:

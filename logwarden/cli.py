@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from logwarden.config import ConfigError
 
-COMMAND_MODULES = ("logwarden.commands.db", "logwarden.commands.generate")
+COMMAND_MODULES = ("logwarden.commands.db", "logwarden.commands.generate", "logwarden.commands.score")
 
 
 def build_parser() -> argparse.ArgumentParser:
