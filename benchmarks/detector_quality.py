@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--services", type=int, help="override the preset's service count")
     p.add_argument("--duration", type=int, help="override the preset's duration (seconds)")
     p.add_argument("--incidents", type=int, help="override the preset's incident count")
+    p.add_argument("--error-clump", type=float, help="mean error lines per failure (1 = Poisson noise)")
     p.add_argument("--tolerance", type=float, default=10.0, help="match tolerance, seconds")
     p.add_argument("--compare-naive", action="store_true", help="also run a fixed-threshold rule")
     p.add_argument("--naive-threshold", type=int, default=10, help="errors per bucket for the naive rule")
@@ -117,7 +118,12 @@ def compare(ours: Evaluation, naive: Evaluation) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = preset_config(
-        args.preset, args.seed, services=args.services, duration_s=args.duration, incidents=args.incidents
+        args.preset,
+        args.seed,
+        services=args.services,
+        duration_s=args.duration,
+        incidents=args.incidents,
+        error_clump=args.error_clump,
     )
     workload = Workload(cfg)
     if args.labels_out:

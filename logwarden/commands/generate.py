@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("--services", type=int, help="override the preset's service count")
     p.add_argument("--duration", type=int, help="override the preset's duration, in seconds of event time")
     p.add_argument("--incidents", type=int, help="override the preset's number of incidents")
+    p.add_argument(
+        "--error-clump", type=float, help="mean error lines per failure (default 1: Poisson noise)"
+    )
     p.add_argument("-o", "--output", type=Path, help="log file to write (default: standard output)")
     p.add_argument("--labels", type=Path, help="write the ground-truth labels here (JSON lines)")
     p.set_defaults(handler=_generate)
@@ -35,7 +38,12 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         cfg = preset_config(
-            args.preset, args.seed, services=args.services, duration_s=args.duration, incidents=args.incidents
+            args.preset,
+            args.seed,
+            services=args.services,
+            duration_s=args.duration,
+            incidents=args.incidents,
+            error_clump=args.error_clump,
         )
     except ValueError as exc:
         print(f"logwarden generate: {exc}", file=sys.stderr)

@@ -148,6 +148,17 @@ class Workload:
         errors = (fleet.rate * fleet.error_share)[:, None] * volume * err_mult + err_add * (volume > 0)
         return ok, errors
 
+    def error_counts(self, lam: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.int64]:
+        """Error lines drawn for expected counts ``lam`` (see ``WorkloadConfig.error_clump``)."""
+        clump = self.config.error_clump
+        if clump == 1.0:
+            return rng.poisson(lam).astype(np.int64)
+        # Failures are Poisson; each logs 1 + Geometric lines (mean ``clump``): the sum of n
+        # such is n + NegativeBinomial(n, 1 / clump).
+        failures = rng.poisson(lam / clump).astype(np.int64)
+        extra = rng.negative_binomial(np.maximum(failures, 1), 1.0 / clump)
+        return failures + np.where(failures > 0, extra, 0)
+
     def chunks(self) -> Iterator[Chunk]:
         """The stream, chunk by chunk. Restartable: each call starts again from the beginning."""
         cfg = self.config
@@ -159,7 +170,7 @@ class Workload:
             rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, index]))
             lam_ok, lam_err = self.expected_counts(t0, seconds)
             ok = rng.poisson(lam_ok).astype(np.int64)
-            err = rng.poisson(lam_err).astype(np.int64)
+            err = self.error_counts(lam_err, rng)
             out = renderer.render(cfg.start_ts + t0, ok, err, rng, carry)
             last = t0 + seconds >= cfg.duration_s
             data = out.data + out.carry if last else out.data

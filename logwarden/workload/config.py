@@ -116,6 +116,10 @@ class WorkloadConfig:
     """...and where the incident produces at least this many errors per second."""
     min_outage_rate: float = 20.0
     """Outages only hit services logging at least this many lines per second."""
+    error_clump: float = 1.0
+    """Mean error lines per failure. 1: errors are independent (Poisson noise, the default mix).
+    Above 1: each failure logs a geometric number of lines (a stack trace, retries), so error
+    counts are overdispersed, with variance about ``2 * error_clump - 1`` times the mean."""
     chunk_s: int = 0
     """Seconds of event time per chunk; 0 picks about 200,000 lines per chunk."""
 
@@ -137,6 +141,8 @@ class WorkloadConfig:
         for name in ("incidents", "warmup_s", "min_gap_s", "tail_s", "chunk_s", "max_delay_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if not (math.isfinite(self.error_clump) and 1.0 <= self.error_clump <= 100.0):
+            raise ValueError("error_clump must be in [1, 100]")
         if not 0 < self.error_median < 1:
             raise ValueError("error_median must be in (0, 1)")
         for lo, hi in (self.core_volume_per_s, self.core_error_share):
@@ -206,6 +212,7 @@ def preset_config(
     services: int | None = None,
     duration_s: int | None = None,
     incidents: int | None = None,
+    error_clump: float | None = None,
 ) -> WorkloadConfig:
     """A named preset with the given seed and optional overrides (``None`` keeps the preset's).
     Raises ``ValueError`` for an unknown name or an invalid override."""
@@ -217,4 +224,5 @@ def preset_config(
         services=cfg.services if services is None else services,
         duration_s=cfg.duration_s if duration_s is None else duration_s,
         incidents=cfg.incidents if incidents is None else incidents,
+        error_clump=cfg.error_clump if error_clump is None else error_clump,
     )

@@ -172,11 +172,12 @@ def make_fleet(cfg: WorkloadConfig, rng: np.random.Generator, new_starts: list[i
 
 
 def min_visible_multiplier(errors_per_s: NDArray[np.float64], cfg: WorkloadConfig) -> NDArray[np.float64]:
-    """Smallest error multiplier whose extra errors stand out of a Poisson baseline by
+    """Smallest error multiplier whose extra errors stand out of the baseline's noise by
     ``visibility_sigma`` and reach ``min_peak_errors`` per second (inf for no errors)."""
     lam = np.asarray(errors_per_s, dtype=np.float64)
+    dispersion = 2.0 * cfg.error_clump - 1.0
     with np.errstate(divide="ignore"):
-        by_sigma = 1.0 + cfg.visibility_sigma / np.sqrt(lam)
+        by_sigma = 1.0 + cfg.visibility_sigma * np.sqrt(dispersion / lam)
         by_floor = cfg.min_peak_errors / lam
     return np.where(lam > 0, np.maximum(by_sigma, by_floor), np.inf)
 

@@ -399,6 +399,7 @@ def test_mix_counts_are_exact_and_stable() -> None:
         ({"error_median": 1.5}, "error_median"),
         ({"core_volume_per_s": (10.0, 1.0)}, "core ranges"),
         ({"incidents": -1}, "incidents must be >= 0"),
+        ({"error_clump": 0.5}, "error_clump"),
     ],
 )
 def test_config_rejects_nonsense(change: dict[str, object], message: str) -> None:
@@ -422,3 +423,11 @@ def test_bytes_do_not_depend_on_the_process() -> None:
     )
     here = Workload(replace(demo_config(9), duration_s=90, chunk_s=11))
     assert other.stdout.decode() == hashlib.sha256(b"".join(c.data for c in here.chunks())).hexdigest()
+
+
+@pytest.mark.parametrize("clump", [1.0, 4.0])
+def test_error_clumps_overdisperse_the_counts_but_keep_the_mean(clump: float) -> None:
+    workload = Workload(single_service(error_clump=clump))
+    counts = workload.error_counts(np.full(200_000, 3.0), np.random.default_rng(1))
+    assert counts.mean() == pytest.approx(3.0, rel=0.02)
+    assert counts.var() / counts.mean() == pytest.approx(2 * clump - 1, rel=0.05)
