@@ -103,9 +103,11 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
     err = _score_errors(cfg, st, warm, base, used)
     col = _score_collapse(cfg, st, warm, base, used) if volume else _Scored.none()
 
-    suspicious = np.union1d(err.suspicious(cfg), col.suspicious(cfg))
+    suspicious = err.suspicious(cfg)
+    if len(col.keys):
+        suspicious = np.union1d(suspicious, col.suspicious(cfg))
     quarantine = st.quarantine[suspicious] + 1
-    relearn = suspicious[quarantine >= cfg.relearn_buckets]
+    relearn = suspicious[quarantine >= cfg.relearn_buckets] if len(suspicious) else suspicious
 
     stats = _Stats(cfg, st, t, base)
     verdicts: list[Verdict] = []
@@ -116,11 +118,14 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
     st.cur_n[u] += n
     st.cur_e[u] += e
     st.cur_k[u] += 1
-    st.cur_n[suspicious] -= n[suspicious]
-    st.cur_e[suspicious] -= e[suspicious]
-    st.cur_k[suspicious] -= 1
-    st.quarantine[st.quarantined] = 0
-    st.quarantine[suspicious] = quarantine
+    if len(suspicious):
+        st.cur_n[suspicious] -= n[suspicious]
+        st.cur_e[suspicious] -= e[suspicious]
+        st.cur_k[suspicious] -= 1
+    if len(st.quarantined):
+        st.quarantine[st.quarantined] = 0
+    if len(suspicious):
+        st.quarantine[suspicious] = quarantine
     st.quarantined = suspicious
     if len(relearn):
         st.clear_baseline(relearn)
@@ -184,20 +189,27 @@ class _Stats:
 
     def __init__(self, cfg: DetectorConfig, st: KeyState, t: int, base: _Baseline) -> None:
         self.cfg, self.st, self.t, self.base = cfg, st, t, base
-        width = cfg.windows[-1]
-        self.alpha = cfg.ewma_alpha
-        self.weights = [self.alpha * (1.0 - self.alpha) ** j for j in range(width)]
-        self.order = [(t - j) % width for j in range(width)]
+
+    @property
+    def order(self) -> list[int]:
+        """Window-ring positions, newest bucket first."""
+        width = self.cfg.windows[-1]
+        return [(self.t - j) % width for j in range(width)]
+
+    @property
+    def weights(self) -> list[float]:
+        alpha = self.cfg.ewma_alpha
+        return [alpha * (1.0 - alpha) ** j for j in range(self.cfg.windows[-1])]
 
     def ewma(self, key: int) -> tuple[float, float]:
         """EWMA of errors and of events per bucket over the window ring (newest weighs most)."""
-        st = self.st
-        e = [int(st.win_e[pos, key]) for pos in self.order]
-        n = [int(st.win_n[pos, key]) for pos in self.order]
-        total = math.fsum(self.weights)
+        st, order, weights = self.st, self.order, self.weights
+        e = [int(st.win_e[pos, key]) for pos in order]
+        n = [int(st.win_n[pos, key]) for pos in order]
+        total = math.fsum(weights)
         return (
-            math.fsum(w * x for w, x in zip(self.weights, e, strict=True)) / total,
-            math.fsum(w * x for w, x in zip(self.weights, n, strict=True)) / total,
+            math.fsum(w * x for w, x in zip(weights, e, strict=True)) / total,
+            math.fsum(w * x for w, x in zip(weights, n, strict=True)) / total,
         )
 
     def p(self, key: int) -> float:
@@ -209,7 +221,7 @@ class _Stats:
         x = int(st.wsum_e[wi, key])
         v = int(st.wsum_n[wi, key])
         width = cfg.windows[-1]
-        now, before = self.order[0], self.order[1 % width]
+        now, before = self.t % width, (self.t - 1) % width
         n_now, e_now = int(st.win_n[now, key]), int(st.win_e[now, key])
         n_prev, e_prev = int(st.win_n[before, key]), int(st.win_e[before, key])
         if width == 1:
@@ -262,7 +274,9 @@ def _hysteresis(
 ) -> None:
     sev = st.sev_err if signal is Signal.ERROR_RATE else st.sev_col
     run = st.run_err if signal is Signal.ERROR_RATE else st.run_col
-    hot = scored.anomalous(cfg) & ~np.isin(scored.keys, relearn)
+    hot = scored.anomalous(cfg)
+    if len(relearn):
+        hot &= ~np.isin(scored.keys, relearn)
     for key, wi, critical in zip(
         scored.keys[hot].tolist(), scored.window[hot].tolist(), scored.critical[hot].tolist(), strict=True
     ):
@@ -275,11 +289,11 @@ def _hysteresis(
         elif level > current:
             sev[key] = level
             out.append(stats.verdict(EventKind.ESCALATION, signal, key, level, wi))
-    active = np.flatnonzero(sev[: len(stats.base.n)] > 0)
+    active = np.flatnonzero(sev[: len(stats.base.n)])
     if not len(active):
         return
-    quiet = active[~np.isin(active, scored.keys[hot])]
-    still = np.isin(quiet, suspicious)
+    quiet = active[~np.isin(active, scored.keys[hot])] if hot.any() else active
+    still = np.isin(quiet, suspicious) if len(suspicious) else np.zeros(len(quiet), np.bool_)
     run[quiet[still]] = 0
     calm = quiet[~still]
     run[calm] += 1
