@@ -56,9 +56,10 @@ def seconds(
             for i in range(n):
                 level = "ERROR" if i < e else "INFO"
                 msg = f"request {i} failed after {rng.integers(1, 5000)}ms" if i < e else "request ok"
-                out.append(
-                    f'{{"ts":{T0 + sec},"service":"{svc.name}","level":"{level}","message":"{msg}"{project}}}'.encode()
+                record = (
+                    f'"ts":{T0 + sec},"service":"{svc.name}","level":"{level}","message":"{msg}"{project}'
                 )
+                out.append(("{" + record + "}").encode())
         yield b"\n".join(out) + b"\n" if out else b""
 
 

@@ -90,7 +90,8 @@ def test_protobuf_records_become_events(content_type: str) -> None:
 
 def test_otlp_json_matches_protobuf() -> None:
     body = json_format.MessageToJson(SAMPLE).encode()  # enum names, int64 as strings
-    assert b"SEVERITY_NUMBER_ERROR" in body and b'"timeUnixNano": "' in body
+    assert b"SEVERITY_NUMBER_ERROR" in body
+    assert b'"timeUnixNano": "' in body
     from_json, _ = _batch(body, "application/json")
     from_proto, _ = _batch(SAMPLE.SerializeToString(), "application/x-protobuf")
     assert from_json.services == from_proto.services
@@ -145,7 +146,8 @@ def test_feed_otlp_detects_a_burst() -> None:
     assert [e.kind.value for e in events][:1] == ["onset"]
     assert events[0].messages == ("timeout after <n>ms",)
     stats = det.stats()
-    assert stats.otlp_requests == 200 and stats.otlp_records == 200 * 20 + 50 * 10
+    assert stats.otlp_requests == 200
+    assert stats.otlp_records == 200 * 20 + 50 * 10
 
 
 def _json_body(record: Any, resource: Any = None) -> bytes:

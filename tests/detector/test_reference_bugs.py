@@ -32,7 +32,8 @@ def test_rate_of_change_against_a_zero_previous_window_is_finite() -> None:
     events = run(det, [*chunks, burst]) + det.flush()
     onsets = [e for e in events if e.kind is EventKind.ONSET and e.signal is Signal.ERROR_RATE]
     assert len(onsets) == 1
-    assert math.isfinite(onsets[0].rate_of_change) and onsets[0].rate_of_change > 0
+    assert math.isfinite(onsets[0].rate_of_change)
+    assert onsets[0].rate_of_change > 0
     assert all(math.isfinite(v) for e in events for v in (e.rate_of_change, e.z, e.score, e.ewma))
 
 
@@ -49,7 +50,8 @@ def test_a_level_shift_is_absorbed_within_the_baseline_length() -> None:
     events = run(det, seconds([Service("api", 50, 0.02)], 0, shift + 5 * cfg.baseline_seconds, shape, seed=3))
     onset = [e for e in events if e.kind is EventKind.ONSET]
     recovery = [e for e in events if e.kind is EventKind.RECOVERY]
-    assert len(onset) == 1 and len(recovery) == 1
+    assert len(onset) == 1
+    assert len(recovery) == 1
     assert onset[0].window_end - T0 <= shift + 5
     assert recovery[0].window_end - T0 < shift + cfg.baseline_seconds
     # the new level is now normal: nothing more for the remaining four baseline lengths
@@ -78,10 +80,12 @@ def test_the_window_is_scored_before_it_joins_the_baseline() -> None:
     )
     events = run(det, [*chunks, spike]) + det.flush()
     onset = next(e for e in events if e.kind is EventKind.ONSET)
-    assert onset.window_end == T0 + 61 and onset.error_count == 30
+    assert onset.window_end == T0 + 61
+    assert onset.error_count == 30
     # the baseline that scored the spike: every earlier bucket, none of the spike
     assert onset.baseline_mean == (errors + 0.5) / (total + 1.0)
-    assert onset.z > 10 and onset.severity is Severity.CRITICAL
+    assert onset.z > 10
+    assert onset.severity is Severity.CRITICAL
 
 
 def test_restore_recomputes_every_derived_statistic() -> None:
@@ -151,6 +155,7 @@ def test_a_clear_10x_spike_is_detected_within_three_buckets() -> None:
     services = [Service("api", 50, 0.02), Service("web", 50, 0.02)]
     events = run(det, seconds(services, 0, 700, shape, seed=9)) + det.flush()
     onset = [e for e in of(events, "api") if e.kind is EventKind.ONSET]
-    assert len(onset) == 1 and onset[0].signal is Signal.ERROR_RATE
+    assert len(onset) == 1
+    assert onset[0].signal is Signal.ERROR_RATE
     assert onset[0].window_end - (T0 + 600) <= 3
     assert of(events, "web") == []
