@@ -278,11 +278,13 @@ class Detector:
         cfg, st = self.config, self._state
         used = self._keys.used
         events: list[AnomalyEvent] = []
-        if t % cfg.slot_buckets == 0 and self._counts["closed"]:
-            st.roll(t // cfg.slot_buckets - 1, used)
-            idle = st.last_seen[:used] < t - cfg.idle_ttl_buckets
+        if self._counts["closed"]:
+            st.roll(t, used)
+            group = st.group(t, used)
+            idle = st.last_seen[group] < t - cfg.idle_ttl_buckets
             if idle.any():
-                events += self._evict(np.flatnonzero(idle & ~self._pending.holding(used)), t)
+                idle &= ~self._pending.holding(used)[group]
+                events += self._evict(np.arange(used)[group][idle], t)
         arrays = self._pending.pop(t)
         if arrays is None:
             n = np.zeros(used, np.int64)

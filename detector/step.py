@@ -76,11 +76,11 @@ class _Scored:
 
 @dataclass(slots=True)
 class _Baseline:
-    """Baseline sums of every key as they were before this bucket."""
+    """Baseline sums of every key as they were before this bucket (whole numbers)."""
 
-    n: I64
-    e: I64
-    k: I64
+    n: F64
+    e: F64
+    k: F64
 
 
 def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: bool = True) -> list[Verdict]:
@@ -92,14 +92,21 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
         np.minimum(n, BUCKET_MAX, out=n)
         np.minimum(e, n, out=e)
     width = cfg.windows[-1]
-    leave = [(t - w) % width for w in cfg.windows]
-    st.wsum_n[:, u] += n - st.win_n[leave][:, u]
-    st.wsum_e[:, u] += e - st.win_e[leave][:, u]
+    for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
+        leave = (t - w) % width
+        for sums, ring, new in ((st.wsum_n, st.win_n, n), (st.wsum_e, st.win_e, e)):
+            row = sums[i, u]
+            np.subtract(row, ring[leave, u], out=row)
+            row += new
     st.win_n[t % width, u] = n
     st.win_e[t % width, u] = e
 
-    base = _Baseline(st.sum_n[u] + st.cur_n[u], st.sum_e[u] + st.cur_e[u], st.sum_k[u] + st.cur_k[u])
-    warm = base.k >= cfg.warmup_buckets
+    base = _Baseline(  # whole numbers, exact in float64
+        np.add(st.sum_n[u], st.cur_n[u], out=st.scratch("nb", np.float64)[u]),
+        np.add(st.sum_e[u], st.cur_e[u], out=st.scratch("eb", np.float64)[u]),
+        np.add(st.sum_k[u], st.cur_k[u], out=st.scratch("kb", np.float64)[u]),
+    )
+    warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[u])
     err = _score_errors(cfg, st, warm, base, used)
     col = _score_collapse(cfg, st, warm, base, used) if volume else _Scored.none()
 
@@ -137,25 +144,34 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
 def _score_errors(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    x = st.wsum_e[:, :used]
-    v = st.wsum_n[:, :used]
-    p = (base.e + 0.5) / (base.n + 1.0)
-    pv = p * v
-    lam = np.maximum(pv, cfg.expected_floor)
-    # necessary for z >= z_clear: the gates, and (x - lam)^2 >= z_clear^2 * phi * lam, because the
-    # deviance z of an excess never exceeds the Gaussian one
-    d = x - lam
-    gate = (x >= max(cfg.min_errors, 1)) & (x >= cfg.min_ratio * pv) & (d > 0)
-    gate &= d * d >= (cfg.z_clear**2) * st.phi[:used] * lam
-    keys = np.flatnonzero(gate.any(axis=0) & warm)
+    u = slice(0, used)
+    x = st.wsum_e[:, u]
+    v = st.wsum_n[:, u]
+    p = np.add(base.e, 0.5, out=st.scratch("p", np.float64)[u])
+    p /= np.add(base.n, 1.0, out=st.scratch("f1", np.float64)[u])
+    lam = np.multiply(v, p, out=st.scratch("lam", np.float64, True)[:, u])
+    np.maximum(lam, cfg.expected_floor, out=lam)
+    # Necessary for z >= z_clear, and selective: (x - lam)^2 >= z_clear^2 * phi * lam, because the
+    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the few
+    # keys that pass.
+    d = np.subtract(x, lam, out=st.scratch("d", np.float64, True)[:, u])
+    np.multiply(d, np.abs(d), out=d)
+    bound = np.multiply(lam, st.phi[u], out=st.scratch("work", np.float64, True)[:, u])
+    bound *= cfg.z_clear**2
+    gate = np.greater_equal(d, bound, out=st.scratch("gate", np.bool_, True)[:, u])
+    any_gate = np.any(gate, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_gate &= warm
+    keys = np.flatnonzero(any_gate)
     if not len(keys):
         return _Scored.none()
-    xs = x[:, keys].astype(np.float64)
-    vs = v[:, keys].astype(np.float64)
+    xs = x[:, keys]
+    vs = v[:, keys]
     ps = p[keys]
     lams = lam[:, keys]
+    gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
+    gates &= vs >= cfg.min_volume
     phi = st.phi[keys] * (1.0 + lams / (base.e[keys] + 1.0))
-    z = np.where(gate[:, keys] & (vs >= cfg.min_volume), deviance_z(xs, lams, phi), -np.inf)
+    z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
     best = z.argmax(axis=0)
     zbest = z[best, np.arange(len(keys))]
     crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
@@ -168,15 +184,24 @@ def _score_errors(
 def _score_collapse(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    busy = warm & (base.n >= cfg.collapse_min_volume * base.k)
+    u = slice(0, used)
+    floor = np.multiply(base.k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[u])
+    busy = np.greater_equal(base.n, floor, out=st.scratch("busy", np.bool_)[u])
+    busy &= warm
+    # low in some window: volume * buckets <= ratio * baseline volume * window length
+    lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
+    np.multiply(base.n, cfg.collapse_ratio, out=floor)
     sizes = np.array(cfg.windows, dtype=np.float64)[:, None]
-    low = st.wsum_n[:, :used] * base.k <= (cfg.collapse_ratio * base.n) * sizes
-    keys = np.flatnonzero(low.any(axis=0) & busy)
+    rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
+    low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
+    any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_low &= busy
+    keys = np.flatnonzero(any_low)
     if not len(keys):
         return _Scored.none()
     mu = base.n[keys] / np.maximum(base.k[keys], 1)
     lam = mu * sizes
-    vs = st.wsum_n[:, keys].astype(np.float64)
+    vs = st.wsum_n[:, keys]
     z = np.where(low[:, keys], -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
     best = z.argmax(axis=0)
     zbest = z[best, np.arange(len(keys))]
@@ -314,7 +339,11 @@ def _hysteresis(
 def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdict]:
     """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
     u = slice(0, used)
-    base = _Baseline(st.sum_n[u] + st.cur_n[u], st.sum_e[u] + st.cur_e[u], st.sum_k[u] + st.cur_k[u])
+    base = _Baseline(
+        (st.sum_n[u] + st.cur_n[u]).astype(np.float64),
+        (st.sum_e[u] + st.cur_e[u]).astype(np.float64),
+        (st.sum_k[u] + st.cur_k[u]).astype(np.float64),
+    )
     stats = _Stats(st.config, st, t, base)
     out: list[Verdict] = []
     last = len(st.config.windows) - 1
