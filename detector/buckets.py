@@ -86,6 +86,13 @@ class PendingBuckets:
             n[k] += counts[part]
             e[k] += errs[part]
 
+    def holding(self, used: int) -> npt.NDArray[np.bool_]:
+        """Keys with counts in some open bucket (they must not be evicted)."""
+        mask = np.zeros(used, dtype=np.bool_)
+        for n, _ in self.buckets.values():
+            mask |= n[:used] > 0
+        return mask
+
     def pop(self, bucket: int) -> tuple[I64, I64] | None:
         return self.buckets.pop(bucket, None)
 

@@ -260,8 +260,13 @@ class Detector:
         while self._next < self._horizon:
             upcoming = self._pending.first()
             stop = self._horizon if upcoming is None else min(upcoming, self._horizon)
-            if stop - self._next > quiet:  # a long silence: everyone would be evicted anyway
-                events += self._evict(np.array(self._keys.live(), dtype=np.intp), self._next)
+            if stop - self._next > quiet:  # a long silence: start every key afresh at its end
+                used = self._keys.used
+                live = np.zeros(used, dtype=np.bool_)
+                live[self._keys.live()] = True
+                holding = self._pending.holding(used)
+                events += self._evict(np.flatnonzero(live & ~holding), self._next)
+                events += self._restart(np.flatnonzero(live & holding), self._next, stop)
                 self._messages.drop_open_before(stop)
                 self._next = stop
                 continue
@@ -273,11 +278,13 @@ class Detector:
         cfg, st = self.config, self._state
         used = self._keys.used
         events: list[AnomalyEvent] = []
-        if t % cfg.slot_buckets == 0 and self._counts["closed"]:
-            st.roll(t // cfg.slot_buckets - 1, used)
-            idle = np.flatnonzero(st.last_seen[:used] < t - cfg.idle_ttl_buckets)
-            if len(idle):
-                events += self._evict(idle, t)
+        if self._counts["closed"]:
+            st.roll(t, used)
+            group = st.group(t, used)
+            idle = st.last_seen[group] < t - cfg.idle_ttl_buckets
+            if idle.any():
+                idle &= ~self._pending.holding(used)[group]
+                events += self._evict(np.arange(used)[group][idle], t)
         arrays = self._pending.pop(t)
         if arrays is None:
             n = np.zeros(used, np.int64)
@@ -300,6 +307,15 @@ class Detector:
         self._keys.evict(keys.tolist())
         self._messages.forget(keys.tolist())
         self._counts["evicted"] += len(keys)
+        return events
+
+    def _restart(self, keys: npt.NDArray[np.intp], t: int, stop: int) -> list[AnomalyEvent]:
+        """Keys with data after a long silence keep their ids but none of their stale state."""
+        if not len(keys):
+            return []
+        events = [self._event(v, t - 1) for v in eviction_verdicts(self._state, keys, t - 1, self._keys.used)]
+        self._state.clear(keys)
+        self._state.last_seen[keys] = stop
         return events
 
     def _event(self, v: Verdict, t: int) -> AnomalyEvent:

@@ -3,7 +3,9 @@
 Masking replaces UUIDs, hex ids and numbers so that "timeout after 1503ms" and "timeout after
 98ms" count as one message. Raw samples are kept (at most ``message_samples`` per key per
 bucket, for the last ``message_buckets`` closed buckets) and masked only when an event is
-emitted, which is rare; the hot path never runs a regular expression.
+emitted, which is rare; the hot path never runs a regular expression. Once a bucket's sample is
+full, later messages replace kept ones as in reservoir sampling, with a fixed hash of the count
+instead of a random draw, so the sample stays representative and snapshots replay exactly.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ def top_messages(samples: Iterable[str], limit: int = TOP_MESSAGES) -> tuple[str
     return tuple(m for m, _ in counts.most_common(limit))
 
 
+def _draw(seen: int) -> int:
+    """A fixed, well-mixed stand-in for a uniform draw in [0, seen]."""
+    h = (seen * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF
+    h ^= h >> 15
+    h = (h * 0x2C1B3C6D) & 0xFFFFFFFF
+    h ^= h >> 12
+    return h % (seen + 1)
+
+
+class _Sample:
+    __slots__ = ("kept", "seen")
+
+    def __init__(self, seen: int, kept: list[str]) -> None:
+        self.seen = seen
+        self.kept = kept
+
+
 class MessageSamples:
     """Raw error-message samples of the most recent closed buckets, per key id."""
 
@@ -42,22 +61,29 @@ class MessageSamples:
 
     def __init__(self, per_bucket: int, buckets: int) -> None:
         self.per_bucket = per_bucket
-        self._open: dict[int, dict[int, list[str]]] = {}
-        """bucket -> key id -> samples, for buckets not closed yet."""
-        self._closed: deque[dict[int, list[str]]] = deque(maxlen=buckets)
+        self._open: dict[int, dict[int, _Sample]] = {}
+        """bucket -> key id -> sample, for buckets not closed yet."""
+        self._closed: deque[dict[int, _Sample]] = deque(maxlen=buckets)
 
     def add(self, bucket: int, keys: list[int], messages: list[str]) -> None:
-        """Keep up to ``per_bucket`` of these messages per key (the first ones)."""
+        """Sample these messages into their keys' samples for ``bucket``."""
         if self.per_bucket == 0:
             return
         per_key = self._open.setdefault(bucket, {})
         limit = self.per_bucket
         for key, message in zip(keys, messages, strict=True):
-            kept = per_key.get(key)
-            if kept is None:
-                per_key[key] = [message]
-            elif len(kept) < limit:
-                kept.append(message)
+            sample = per_key.get(key)
+            if sample is None:
+                per_key[key] = _Sample(1, [message])
+                continue
+            seen = sample.seen
+            sample.seen = seen + 1
+            if len(sample.kept) < limit:
+                sample.kept.append(message)
+            else:
+                slot = _draw(seen)
+                if slot < limit:
+                    sample.kept[slot] = message
 
     def close(self, bucket: int) -> None:
         """The bucket closed: its samples become the newest closed ones."""
@@ -71,7 +97,9 @@ class MessageSamples:
         """Top masked messages of ``key`` over the recent closed buckets."""
         samples: list[str] = []
         for per_key in reversed(self._closed):
-            samples.extend(per_key.get(key, ()))
+            sample = per_key.get(key)
+            if sample is not None:
+                samples.extend(sample.kept)
         return top_messages(samples)
 
     def forget(self, keys: Iterable[int]) -> None:
@@ -82,13 +110,19 @@ class MessageSamples:
                 del per_key[key]
 
     def to_state(self) -> dict[str, Any]:
+        def dump(per_key: dict[int, _Sample]) -> list[list[Any]]:
+            return [[k, s.seen, s.kept] for k, s in per_key.items()]
+
         return {
-            "open": [[b, [[k, v] for k, v in per_key.items()]] for b, per_key in self._open.items()],
-            "closed": [[[k, v] for k, v in per_key.items()] for per_key in self._closed],
+            "open": [[b, dump(per_key)] for b, per_key in self._open.items()],
+            "closed": [dump(per_key) for per_key in self._closed],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self._open = {int(b): {int(k): [str(m) for m in v] for k, v in items} for b, items in state["open"]}
+        def load(items: list[list[Any]]) -> dict[int, _Sample]:
+            return {int(k): _Sample(int(seen), [str(m) for m in kept]) for k, seen, kept in items}
+
+        self._open = {int(b): load(items) for b, items in state["open"]}
         self._closed.clear()
         for items in state["closed"]:
-            self._closed.append({int(k): [str(m) for m in v] for k, v in items})
+            self._closed.append(load(items))

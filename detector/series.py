@@ -30,6 +30,8 @@ from detector.models import EventKind
 from detector.scoring import ewma_step, rate_of_change, score
 
 SERIES_FORMAT = 1
+MAX_VALUE = 1e100
+"""Larger magnitudes are ignored: their squares would overflow a double."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +95,13 @@ class SeriesScorer:
 
     def update(self, key: str, ts_seconds: float, value: float) -> SeriesScore:
         """Score ``value`` (the point at ``ts_seconds``) against ``key``'s baseline, then let it
-        join the baseline if it looked normal. Non-finite values score 0 and change nothing."""
+        join the baseline if it looked normal. Values that are not finite, or beyond
+        ±:data:`MAX_VALUE` (where squares overflow), score 0 and change nothing."""
         cfg = self.config
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _Key(cfg.baseline_slots)
-        if not (math.isfinite(value) and math.isfinite(ts_seconds)):
+        if not (math.isfinite(value) and math.isfinite(ts_seconds) and abs(value) <= MAX_VALUE):
             return SeriesScore(0.0, False, 0.0, state.done[1], 0.0, state.ewma, 0.0, 1)
         value = float(value)
         slot_points = cfg.slot_buckets

@@ -8,7 +8,8 @@ Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is about 
 
 * baseline ring, one entry per slot: events and errors (int32) and admitted buckets (int16);
 * the current slot's events, errors and admitted buckets (int64);
-* the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (int64);
+* the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (float64,
+  exact: whole numbers far below 2**53);
 * signal severities (int8); hysteresis and quarantine runs (int32); last bucket with an event
   (int64, kept per slot when the window ring covers a slot);
 * rolling sums over the ring (int64) and two dispersion factors (float64).
@@ -72,8 +73,9 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "sum_e2": ("key", np.int64),
     "sum_ne": ("key", np.int64),
     "sum_n2": ("key", np.int64),
-    "wsum_n": ("windows", np.int64),
-    "wsum_e": ("windows", np.int64),
+    # window sums are whole numbers far below 2**53: exact in float64, which the scoring uses
+    "wsum_n": ("windows", np.float64),
+    "wsum_e": ("windows", np.float64),
     "phi": ("key", np.float64),
     "phi_n": ("key", np.float64),
 }
@@ -106,8 +108,8 @@ class KeyState:
     sum_e2: I64
     sum_ne: I64
     sum_n2: I64
-    wsum_n: I64
-    wsum_e: I64
+    wsum_n: npt.NDArray[np.float64]
+    wsum_e: npt.NDArray[np.float64]
     phi: npt.NDArray[np.float64]
     phi_n: npt.NDArray[np.float64]
 
@@ -116,6 +118,7 @@ class KeyState:
         self.capacity = 0
         self.quarantined: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
         """Keys whose quarantine run is not zero (derived)."""
+        self._scratch: dict[str, npt.NDArray[Any]] = {}
         self._alloc(capacity)
 
     def _shape(self, kind: str, capacity: int) -> tuple[int, ...]:
@@ -137,6 +140,19 @@ class KeyState:
                 arr[..., : self.capacity] = old
             setattr(self, name, arr)
         self.capacity = capacity
+
+    def scratch(self, name: str, dtype: Any, windows: bool = False) -> npt.NDArray[Any]:
+        """A reusable work array of ``capacity`` columns (one row per window when ``windows``).
+
+        Closing a bucket reuses these instead of allocating temporaries: arrays of this size
+        come straight from the operating system and cost page faults on every allocation.
+        Contents are undefined; callers slice ``[..., :used]`` and overwrite.
+        """
+        arr = self._scratch.get(name)
+        if arr is None or arr.shape[-1] != self.capacity:
+            shape = (len(self.config.windows), self.capacity) if windows else (self.capacity,)
+            arr = self._scratch[name] = np.empty(shape, dtype=dtype)
+        return arr
 
     def ensure(self, rows: int) -> None:
         """Room for at least ``rows`` keys (capacity doubles)."""
@@ -161,24 +177,31 @@ class KeyState:
         self.phi[rows] = 1.0
         self.phi_n[rows] = 1.0
 
-    def roll(self, slot: int, used: int) -> None:
-        """Complete ``slot`` (the current one): it replaces the oldest slot in the ring."""
+    def group(self, t: int, used: int) -> slice:
+        """The keys whose baseline slot ends before bucket ``t``: ids congruent to ``t`` modulo
+        ``slot_buckets``. Staggering the keys spreads the slot work evenly over the buckets."""
+        return slice(t % self.config.slot_buckets, used, self.config.slot_buckets)
+
+    def roll(self, t: int, used: int) -> None:
+        """Before bucket ``t``: the keys of :meth:`group` complete their current slot, which
+        replaces their oldest one."""
         cfg = self.config
-        pos = slot % cfg.baseline_slots
-        u = slice(0, used)
+        pos = (t // cfg.slot_buckets) % cfg.baseline_slots
+        u = self.group(t, used)
         if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
-            seen = (self.win_n[:, u] != 0).any(axis=0)
-            np.putmask(self.last_seen[u], seen, (slot + 1) * cfg.slot_buckets - 1)
+            seen = self.win_n[:, u].any(axis=0)
+            np.putmask(self.last_seen[u], seen, t - 1)
+        # the group is a strided view: work on compact copies, write back once
         old_n = self.ring_n[pos, u].astype(np.int64)
         old_e = self.ring_e[pos, u].astype(np.int64)
         old_k = self.ring_k[pos, u].astype(np.int64)
         new_n = np.minimum(self.cur_n[u], SLOT_MAX)
         new_e = np.minimum(self.cur_e[u], SLOT_MAX)
-        new_k = self.cur_k[u]
+        new_k = self.cur_k[u].copy()
         self.sum_n[u] += new_n - old_n
         self.sum_e[u] += new_e - old_e
         self.sum_k[u] += new_k - old_k
-        self.sum_slots[u] += (new_k > 0).astype(np.int64) - (old_k > 0)
+        self.sum_slots[u] += (new_k > 0).view(np.int8) - (old_k > 0).view(np.int8)
         self.sum_e2[u] += new_e * new_e - old_e * old_e
         self.sum_ne[u] += new_n * new_e - old_n * old_e
         self.sum_n2[u] += new_n * new_n - old_n * old_n
@@ -191,6 +214,7 @@ class KeyState:
         self._dispersion(u)
 
     def _dispersion(self, u: slice) -> None:
+        """Recompute phi, phi_n for the keys in ``u`` from their (exact) rolling sums."""
         self.phi[u], self.phi_n[u] = dispersion(
             self.sum_slots[u].astype(np.float64),
             self.sum_e[u].astype(np.float64),

@@ -76,11 +76,11 @@ class _Scored:
 
 @dataclass(slots=True)
 class _Baseline:
-    """Baseline sums of every key as they were before this bucket."""
+    """Baseline sums of every key as they were before this bucket (whole numbers)."""
 
-    n: I64
-    e: I64
-    k: I64
+    n: F64
+    e: F64
+    k: F64
 
 
 def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: bool = True) -> list[Verdict]:
@@ -92,20 +92,29 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
         np.minimum(n, BUCKET_MAX, out=n)
         np.minimum(e, n, out=e)
     width = cfg.windows[-1]
-    leave = [(t - w) % width for w in cfg.windows]
-    st.wsum_n[:, u] += n - st.win_n[leave][:, u]
-    st.wsum_e[:, u] += e - st.win_e[leave][:, u]
+    for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
+        leave = (t - w) % width
+        for sums, ring, new in ((st.wsum_n, st.win_n, n), (st.wsum_e, st.win_e, e)):
+            row = sums[i, u]
+            np.subtract(row, ring[leave, u], out=row)
+            row += new
     st.win_n[t % width, u] = n
     st.win_e[t % width, u] = e
 
-    base = _Baseline(st.sum_n[u] + st.cur_n[u], st.sum_e[u] + st.cur_e[u], st.sum_k[u] + st.cur_k[u])
-    warm = base.k >= cfg.warmup_buckets
+    base = _Baseline(  # whole numbers, exact in float64
+        np.add(st.sum_n[u], st.cur_n[u], out=st.scratch("nb", np.float64)[u]),
+        np.add(st.sum_e[u], st.cur_e[u], out=st.scratch("eb", np.float64)[u]),
+        np.add(st.sum_k[u], st.cur_k[u], out=st.scratch("kb", np.float64)[u]),
+    )
+    warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[u])
     err = _score_errors(cfg, st, warm, base, used)
     col = _score_collapse(cfg, st, warm, base, used) if volume else _Scored.none()
 
-    suspicious = np.union1d(err.suspicious(cfg), col.suspicious(cfg))
+    suspicious = err.suspicious(cfg)
+    if len(col.keys):
+        suspicious = np.union1d(suspicious, col.suspicious(cfg))
     quarantine = st.quarantine[suspicious] + 1
-    relearn = suspicious[quarantine >= cfg.relearn_buckets]
+    relearn = suspicious[quarantine >= cfg.relearn_buckets] if len(suspicious) else suspicious
 
     stats = _Stats(cfg, st, t, base)
     verdicts: list[Verdict] = []
@@ -116,11 +125,14 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
     st.cur_n[u] += n
     st.cur_e[u] += e
     st.cur_k[u] += 1
-    st.cur_n[suspicious] -= n[suspicious]
-    st.cur_e[suspicious] -= e[suspicious]
-    st.cur_k[suspicious] -= 1
-    st.quarantine[st.quarantined] = 0
-    st.quarantine[suspicious] = quarantine
+    if len(suspicious):
+        st.cur_n[suspicious] -= n[suspicious]
+        st.cur_e[suspicious] -= e[suspicious]
+        st.cur_k[suspicious] -= 1
+    if len(st.quarantined):
+        st.quarantine[st.quarantined] = 0
+    if len(suspicious):
+        st.quarantine[suspicious] = quarantine
     st.quarantined = suspicious
     if len(relearn):
         st.clear_baseline(relearn)
@@ -132,25 +144,34 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
 def _score_errors(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    x = st.wsum_e[:, :used]
-    v = st.wsum_n[:, :used]
-    p = (base.e + 0.5) / (base.n + 1.0)
-    pv = p * v
-    lam = np.maximum(pv, cfg.expected_floor)
-    # necessary for z >= z_clear: the gates, and (x - lam)^2 >= z_clear^2 * phi * lam, because the
-    # deviance z of an excess never exceeds the Gaussian one
-    d = x - lam
-    gate = (x >= max(cfg.min_errors, 1)) & (x >= cfg.min_ratio * pv) & (d > 0)
-    gate &= d * d >= (cfg.z_clear**2) * st.phi[:used] * lam
-    keys = np.flatnonzero(gate.any(axis=0) & warm)
+    u = slice(0, used)
+    x = st.wsum_e[:, u]
+    v = st.wsum_n[:, u]
+    p = np.add(base.e, 0.5, out=st.scratch("p", np.float64)[u])
+    p /= np.add(base.n, 1.0, out=st.scratch("f1", np.float64)[u])
+    lam = np.multiply(v, p, out=st.scratch("lam", np.float64, True)[:, u])
+    np.maximum(lam, cfg.expected_floor, out=lam)
+    # Necessary for z >= z_clear, and selective: (x - lam)^2 >= z_clear^2 * phi * lam, because the
+    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the few
+    # keys that pass.
+    d = np.subtract(x, lam, out=st.scratch("d", np.float64, True)[:, u])
+    np.multiply(d, np.abs(d), out=d)
+    bound = np.multiply(lam, st.phi[u], out=st.scratch("work", np.float64, True)[:, u])
+    bound *= cfg.z_clear**2
+    gate = np.greater_equal(d, bound, out=st.scratch("gate", np.bool_, True)[:, u])
+    any_gate = np.any(gate, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_gate &= warm
+    keys = np.flatnonzero(any_gate)
     if not len(keys):
         return _Scored.none()
-    xs = x[:, keys].astype(np.float64)
-    vs = v[:, keys].astype(np.float64)
+    xs = x[:, keys]
+    vs = v[:, keys]
     ps = p[keys]
     lams = lam[:, keys]
+    gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
+    gates &= vs >= cfg.min_volume
     phi = st.phi[keys] * (1.0 + lams / (base.e[keys] + 1.0))
-    z = np.where(gate[:, keys] & (vs >= cfg.min_volume), deviance_z(xs, lams, phi), -np.inf)
+    z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
     best = z.argmax(axis=0)
     zbest = z[best, np.arange(len(keys))]
     crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
@@ -163,15 +184,24 @@ def _score_errors(
 def _score_collapse(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    busy = warm & (base.n >= cfg.collapse_min_volume * base.k)
+    u = slice(0, used)
+    floor = np.multiply(base.k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[u])
+    busy = np.greater_equal(base.n, floor, out=st.scratch("busy", np.bool_)[u])
+    busy &= warm
+    # low in some window: volume * buckets <= ratio * baseline volume * window length
+    lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
+    np.multiply(base.n, cfg.collapse_ratio, out=floor)
     sizes = np.array(cfg.windows, dtype=np.float64)[:, None]
-    low = st.wsum_n[:, :used] * base.k <= (cfg.collapse_ratio * base.n) * sizes
-    keys = np.flatnonzero(low.any(axis=0) & busy)
+    rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
+    low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
+    any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_low &= busy
+    keys = np.flatnonzero(any_low)
     if not len(keys):
         return _Scored.none()
     mu = base.n[keys] / np.maximum(base.k[keys], 1)
     lam = mu * sizes
-    vs = st.wsum_n[:, keys].astype(np.float64)
+    vs = st.wsum_n[:, keys]
     z = np.where(low[:, keys], -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
     best = z.argmax(axis=0)
     zbest = z[best, np.arange(len(keys))]
@@ -184,20 +214,27 @@ class _Stats:
 
     def __init__(self, cfg: DetectorConfig, st: KeyState, t: int, base: _Baseline) -> None:
         self.cfg, self.st, self.t, self.base = cfg, st, t, base
-        width = cfg.windows[-1]
-        self.alpha = cfg.ewma_alpha
-        self.weights = [self.alpha * (1.0 - self.alpha) ** j for j in range(width)]
-        self.order = [(t - j) % width for j in range(width)]
+
+    @property
+    def order(self) -> list[int]:
+        """Window-ring positions, newest bucket first."""
+        width = self.cfg.windows[-1]
+        return [(self.t - j) % width for j in range(width)]
+
+    @property
+    def weights(self) -> list[float]:
+        alpha = self.cfg.ewma_alpha
+        return [alpha * (1.0 - alpha) ** j for j in range(self.cfg.windows[-1])]
 
     def ewma(self, key: int) -> tuple[float, float]:
         """EWMA of errors and of events per bucket over the window ring (newest weighs most)."""
-        st = self.st
-        e = [int(st.win_e[pos, key]) for pos in self.order]
-        n = [int(st.win_n[pos, key]) for pos in self.order]
-        total = math.fsum(self.weights)
+        st, order, weights = self.st, self.order, self.weights
+        e = [int(st.win_e[pos, key]) for pos in order]
+        n = [int(st.win_n[pos, key]) for pos in order]
+        total = math.fsum(weights)
         return (
-            math.fsum(w * x for w, x in zip(self.weights, e, strict=True)) / total,
-            math.fsum(w * x for w, x in zip(self.weights, n, strict=True)) / total,
+            math.fsum(w * x for w, x in zip(weights, e, strict=True)) / total,
+            math.fsum(w * x for w, x in zip(weights, n, strict=True)) / total,
         )
 
     def p(self, key: int) -> float:
@@ -209,7 +246,7 @@ class _Stats:
         x = int(st.wsum_e[wi, key])
         v = int(st.wsum_n[wi, key])
         width = cfg.windows[-1]
-        now, before = self.order[0], self.order[1 % width]
+        now, before = self.t % width, (self.t - 1) % width
         n_now, e_now = int(st.win_n[now, key]), int(st.win_e[now, key])
         n_prev, e_prev = int(st.win_n[before, key]), int(st.win_e[before, key])
         if width == 1:
@@ -262,7 +299,9 @@ def _hysteresis(
 ) -> None:
     sev = st.sev_err if signal is Signal.ERROR_RATE else st.sev_col
     run = st.run_err if signal is Signal.ERROR_RATE else st.run_col
-    hot = scored.anomalous(cfg) & ~np.isin(scored.keys, relearn)
+    hot = scored.anomalous(cfg)
+    if len(relearn):
+        hot &= ~np.isin(scored.keys, relearn)
     for key, wi, critical in zip(
         scored.keys[hot].tolist(), scored.window[hot].tolist(), scored.critical[hot].tolist(), strict=True
     ):
@@ -275,11 +314,11 @@ def _hysteresis(
         elif level > current:
             sev[key] = level
             out.append(stats.verdict(EventKind.ESCALATION, signal, key, level, wi))
-    active = np.flatnonzero(sev[: len(stats.base.n)] > 0)
+    active = np.flatnonzero(sev[: len(stats.base.n)])
     if not len(active):
         return
-    quiet = active[~np.isin(active, scored.keys[hot])]
-    still = np.isin(quiet, suspicious)
+    quiet = active[~np.isin(active, scored.keys[hot])] if hot.any() else active
+    still = np.isin(quiet, suspicious) if len(suspicious) else np.zeros(len(quiet), np.bool_)
     run[quiet[still]] = 0
     calm = quiet[~still]
     run[calm] += 1
@@ -300,7 +339,11 @@ def _hysteresis(
 def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdict]:
     """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
     u = slice(0, used)
-    base = _Baseline(st.sum_n[u] + st.cur_n[u], st.sum_e[u] + st.cur_e[u], st.sum_k[u] + st.cur_k[u])
+    base = _Baseline(
+        (st.sum_n[u] + st.cur_n[u]).astype(np.float64),
+        (st.sum_e[u] + st.cur_e[u]).astype(np.float64),
+        (st.sum_k[u] + st.cur_k[u]).astype(np.float64),
+    )
     stats = _Stats(st.config, st, t, base)
     out: list[Verdict] = []
     last = len(st.config.windows) - 1

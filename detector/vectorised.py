@@ -33,16 +33,17 @@ def dispersion(
     """Overdispersion of errors and of volume between completed baseline slots, in [1, cap].
 
     Errors: the residual ``Σ (e_j - p n_j)²`` over slots against its Poisson expectation
-    ``Σ p n_j``. Volume: the between-slot variance of volume against its mean. Inputs are exact
-    integer sums, so the result is a pure function of the stored slots (restores bit for bit).
+    ``Σ p n_j`` (= the errors). Volume: the between-slot variance of volume against its mean.
+    Inputs are exact integer sums, so the result is a pure function of the stored slots (a
+    restore reproduces it bit for bit).
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(sum_n > 0, sum_e / sum_n, 0.0)
-        resid = sum_e2 - 2.0 * p * sum_ne + p * p * sum_n2
-        phi = np.where(sum_e > 0, resid / (p * sum_n), 1.0)
-        mean = np.where(n_slots > 0, sum_n / n_slots, 0.0)
-        var = np.where(n_slots > 1, (sum_n2 - n_slots * mean * mean) / np.maximum(n_slots - 1, 1), 0.0)
-        phi_n = np.where(mean > 0, var / mean, 1.0)
-    phi = np.clip(np.nan_to_num(phi, nan=1.0, posinf=cap, neginf=1.0), 1.0, cap)
-    phi_n = np.clip(np.nan_to_num(phi_n, nan=1.0, posinf=cap, neginf=1.0), 1.0, cap)
+    p = np.divide(sum_e, sum_n, out=np.zeros_like(sum_e), where=sum_n > 0)
+    resid = sum_e2 - p * (2.0 * sum_ne - p * sum_n2)
+    phi = np.divide(resid, sum_e, out=np.ones_like(sum_e), where=sum_e > 0)
+    mean = np.divide(sum_n, n_slots, out=np.zeros_like(sum_n), where=n_slots > 0)
+    spread = np.maximum(sum_n2 - n_slots * mean * mean, 0.0)
+    var = np.divide(spread, n_slots - 1.0, out=np.zeros_like(sum_n), where=n_slots > 1)
+    phi_n = np.divide(var, mean, out=np.ones_like(sum_n), where=mean > 0)
+    np.clip(phi, 1.0, cap, out=phi)
+    np.clip(phi_n, 1.0, cap, out=phi_n)
     return phi, phi_n
