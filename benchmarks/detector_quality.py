@@ -20,10 +20,11 @@ from pathlib import Path
 
 from benchmarks.naive_threshold import NaiveThresholdDetector
 from detector import AnomalyEvent, Detector, DetectorConfig
+from logwarden.commands.generate import add_workload_options, workload_config
 from logwarden.evaluation import Evaluation, check_targets, evaluate, group_incidents
 from logwarden.evaluation_report import format_evaluation, format_targets
 from logwarden.labels import write_labels
-from logwarden.workload import PRESETS, Totals, Workload, preset_config
+from logwarden.workload import Totals, Workload
 
 END_OF_INPUT_S = 10
 """False incidents opened this close to the end of the stream are reported apart: they come from
@@ -32,12 +33,7 @@ closing the last buckets at end of input, which only a finite replay has."""
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="workload scale")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--services", type=int, help="override the preset's service count")
-    p.add_argument("--duration", type=int, help="override the preset's duration (seconds)")
-    p.add_argument("--incidents", type=int, help="override the preset's incident count")
-    p.add_argument("--error-clump", type=float, help="mean error lines per failure (1 = Poisson noise)")
+    add_workload_options(p, default_preset="default")
     p.add_argument("--tolerance", type=float, default=10.0, help="match tolerance, seconds")
     p.add_argument("--compare-naive", action="store_true", help="also run a fixed-threshold rule")
     p.add_argument("--naive-threshold", type=int, default=10, help="errors per bucket for the naive rule")
@@ -117,15 +113,7 @@ def compare(ours: Evaluation, naive: Evaluation) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = preset_config(
-        args.preset,
-        args.seed,
-        services=args.services,
-        duration_s=args.duration,
-        incidents=args.incidents,
-        error_clump=args.error_clump,
-    )
-    workload = Workload(cfg)
+    workload = Workload(workload_config(args))
     if args.labels_out:
         write_labels(workload.labels, args.labels_out)
     naive = NaiveThresholdDetector(threshold=args.naive_threshold) if args.compare_naive else None

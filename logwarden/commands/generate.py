@@ -5,9 +5,38 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logwarden.workload import WorkloadConfig
 
 PRESET_NAMES = ("default", "demo", "large", "small")
+
+
+def add_workload_options(p: argparse.ArgumentParser, *, default_preset: str) -> None:
+    """The options that pick a workload (shared with the quality benchmark)."""
+    p.add_argument("--preset", choices=PRESET_NAMES, default=default_preset, help="scale and incident mix")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--services", type=int, help="override the preset's service count")
+    p.add_argument("--duration", type=int, help="override the preset's duration, in seconds of event time")
+    p.add_argument("--incidents", type=int, help="override the preset's number of incidents")
+    p.add_argument(
+        "--error-clump", type=float, help="mean error lines per failure (default 1: Poisson noise)"
+    )
+
+
+def workload_config(args: argparse.Namespace) -> WorkloadConfig:
+    """The config the options of :func:`add_workload_options` ask for; ``ValueError`` if invalid."""
+    from logwarden.workload import preset_config
+
+    return preset_config(
+        args.preset,
+        args.seed,
+        services=args.services,
+        duration_s=args.duration,
+        incidents=args.incidents,
+        error_clump=args.error_clump,
+    )
 
 
 def register(sub: Any) -> None:
@@ -17,16 +46,7 @@ def register(sub: Any) -> None:
         description="Write a deterministic synthetic log stream with injected incidents. Same "
         "preset and seed give the same bytes. Feed it to `logwarden replay FILE --labels LABELS`.",
     )
-    p.add_argument(
-        "--preset", choices=PRESET_NAMES, default="demo", help="scale and incident mix (default: demo)"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--services", type=int, help="override the preset's service count")
-    p.add_argument("--duration", type=int, help="override the preset's duration, in seconds of event time")
-    p.add_argument("--incidents", type=int, help="override the preset's number of incidents")
-    p.add_argument(
-        "--error-clump", type=float, help="mean error lines per failure (default 1: Poisson noise)"
-    )
+    add_workload_options(p, default_preset="demo")
     p.add_argument("-o", "--output", type=Path, help="log file to write (default: standard output)")
     p.add_argument("--labels", type=Path, help="write the ground-truth labels here (JSON lines)")
     p.set_defaults(handler=_generate)
@@ -34,17 +54,10 @@ def register(sub: Any) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from logwarden.labels import write_labels
-    from logwarden.workload import Workload, preset_config
+    from logwarden.workload import Workload
 
     try:
-        cfg = preset_config(
-            args.preset,
-            args.seed,
-            services=args.services,
-            duration_s=args.duration,
-            incidents=args.incidents,
-            error_clump=args.error_clump,
-        )
+        cfg = workload_config(args)
     except ValueError as exc:
         print(f"logwarden generate: {exc}", file=sys.stderr)
         return 2
