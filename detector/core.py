@@ -65,26 +65,20 @@ class Detector:
     def feed(self, chunk: bytes) -> list[AnomalyEvent]:
         """Ingest JSON lines in any chunking (a partial last line waits for the next call)."""
         buf = bytes(chunk)  # no copy when it already is bytes
-        pos = 0
-        events: list[AnomalyEvent] = []
-        if self._carry or self._discarding:
+        if self._discarding:  # the rest of a too-long line is dropped
             nl = buf.find(b"\n")
             if nl < 0:
-                if not self._discarding:
-                    self._carry = self._bounded_carry(self._carry + buf)
                 return []
-            pos = nl + 1
-            if self._discarding:  # the rest of a too-long line is dropped
-                self._discarding = False
-            else:
-                line, self._carry = self._carry + buf[:pos], b""
-                events += self._decode(line, 0, len(line))
-        cut = buf.rfind(b"\n", pos)
+            buf, self._discarding = buf[nl + 1 :], False
+        if self._carry:
+            # one copy of the chunk is cheaper than running the pipeline twice per call
+            buf, self._carry = self._carry + buf, b""
+        cut = buf.rfind(b"\n")
         if cut < 0:
-            self._carry = self._bounded_carry(buf[pos:])
-            return events
+            self._carry = self._bounded_carry(buf)
+            return []
         self._carry = self._bounded_carry(buf[cut + 1 :])
-        return events + self._decode(buf, pos, cut + 1)
+        return self._decode(buf, 0, cut + 1)
 
     def _bounded_carry(self, rest: bytes) -> bytes:
         """Keep a partial line for the next call, unless it is already too long."""
@@ -97,8 +91,9 @@ class Detector:
 
     def _decode(self, buf: bytes, start: int, end: int) -> list[AnomalyEvent]:
         first = self._counts["lines"] + 1
-        self._counts["lines"] += buf.count(b"\n", start, end)
-        return self._ingest(self._json.decode(buf, first, start, end))
+        newlines = buf.count(b"\n", start, end)
+        self._counts["lines"] += newlines
+        return self._ingest(self._json.decode(buf, first, start, end, newlines))
 
     def feed_otlp(self, body: bytes, content_type: str) -> list[AnomalyEvent]:
         """Ingest one OTLP/HTTP logs request body (``application/x-protobuf`` or
@@ -145,6 +140,26 @@ class Detector:
         cfg = self.config
         seconds = batch.seconds
         keys = self._key_ids(batch)
+        buckets = seconds // cfg.bucket_seconds
+        if self._fresh:  # new keys start their idle clock at this batch
+            self._state.last_seen[self._fresh] = int(buckets.max())
+            self._fresh.clear()
+        newest = int(seconds.max())
+        ahead_of_clock = self._clock is not None and newest > self._clock + cfg.max_future_seconds
+        if int(keys.min()) >= 0 and not ahead_of_clock:
+            # the common case, cheaply: if even the newest line of the batch cannot make its
+            # oldest late, no line is late
+            reach = math.floor((newest - cfg.allowed_lateness_seconds) / cfg.bucket_seconds)
+            if self._horizon is not None:
+                reach = max(reach, self._horizon)
+            if int(buckets.min()) >= reach:
+                self._counts["accepted"] += len(batch)
+                self._pending.add(buckets, keys, batch.errors)
+                if batch.messages:
+                    error_rows = np.flatnonzero(batch.errors)
+                    self._messages_add(buckets[error_rows], keys[error_rows], batch.messages)
+                self._raise_horizon(reach)
+                return self._close_ready()
         ok = keys >= 0
         if self._clock is not None:
             ahead = ok & (seconds > self._clock + cfg.max_future_seconds)
@@ -153,10 +168,6 @@ class Detector:
             ok &= ~ahead
         # a line is late when its bucket closed before it arrived: before the horizon, or before
         # the watermark raised by the lines ahead of it in this batch
-        buckets = seconds // cfg.bucket_seconds
-        if self._fresh:  # new keys start their idle clock at this batch
-            self._state.last_seen[self._fresh] = int(buckets.max())
-            self._fresh.clear()
         running = np.maximum.accumulate(np.where(ok, seconds, _NEVER))
         closed = np.floor((running - cfg.allowed_lateness_seconds) / cfg.bucket_seconds).astype(np.int64)
         if self._horizon is not None:

@@ -202,13 +202,18 @@ class JsonLinesDecoder:
         self._lines: tuple[bytes, list[int], list[int]] = (b"", [], [])
         self._first_line = 0
 
-    def decode(self, buf: bytes, first_line: int, start: int = 0, end: int | None = None) -> Batch:
+    def decode(
+        self, buf: bytes, first_line: int, start: int = 0, end: int | None = None, newlines: int | None = None
+    ) -> Batch:
         """Decode the complete lines in ``buf[start:end]`` (the last may lack its newline)
-        without copying them. Line numbers in rejection samples start at ``first_line``."""
+        without copying them. Line numbers in rejection samples start at ``first_line``;
+        ``newlines`` (the count of b"\\n" in the range, when the caller has it) saves a pass."""
         end = len(buf) if end is None else end
         if end <= start:
             return Batch.empty()
-        n_lines = buf.count(b"\n", start, end) + (0 if buf[end - 1] == 10 else 1)
+        if newlines is None:
+            newlines = buf.count(b"\n", start, end)
+        n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
         rows: list[LogLine] | None = None
         numbers: list[int] | None = None
         if not _has_long_line(buf, self.config.max_line_bytes, start, end):
@@ -224,9 +229,14 @@ class JsonLinesDecoder:
         if not rows:
             return Batch.empty()
         where = _Where(first_line, numbers, len(rows))
-        # Optional fields absent from the whole buffer need no column (a scan is cheaper).
-        projects = [r.project for r in rows] if buf.find(b'"project"', start, end) >= 0 else None
-        statuses = [r.status for r in rows] if buf.find(b'"status"', start, end) >= 0 else None
+        # Optional fields that no row sets need no further work (the defaults are one object
+        # each, so counting them is a pointer comparison per row).
+        projects: list[str] | None = [r.project for r in rows]
+        if projects.count(DEFAULT_PROJECT) == len(rows):  # type: ignore[union-attr]
+            projects = None
+        statuses: list[int | None] | None = [r.status for r in rows]
+        if statuses.count(None) == len(rows):  # type: ignore[union-attr]
+            statuses = None
         return self.columns.build(
             [r.ts for r in rows],
             [r.service for r in rows],

@@ -162,13 +162,15 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
         _slow(values, np.arange(n), seconds, codes)
         return
     m = raw.reshape(n, width + 1)[:, :width]
-    p = m[:, :19]
+    # compare each row's 19-byte prefix with the previous row's as three 8-byte words
+    words = np.zeros((n, 24), np.uint8)
+    words[:, :19] = m[:, :19]
+    w = words.view(np.uint64)
     change = np.ones(n, dtype=np.bool_)
-    change[1:] = (p[1:] != p[:-1]).any(axis=1)
+    change[1:] = (w[1:, 0] != w[:-1, 0]) | (w[1:, 1] != w[:-1, 1]) | (w[1:, 2] != w[:-1, 2])
     firsts = np.flatnonzero(change)
     group = np.cumsum(change) - 1
-    base = np.zeros(len(firsts), np.int64)
-    base_ok = _prefix(m[firsts], base)
+    base, base_ok = _prefixes(m[firsts])
     ok = base_ok[group]
     seconds[:] = base[group]
 
@@ -195,6 +197,37 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
         ok &= ~kind | fraction
     if not ok.all():
         _slow(values, np.flatnonzero(~ok), seconds, codes)
+
+
+_PREFIX_CACHE: dict[bytes, int] = {}
+"""Known "YYYY-MM-DDTHH:MM:SS" prefixes -> UTC epoch seconds (-1: invalid). Bounded."""
+_PREFIX_CACHE_LIMIT = 8192
+_FEW = 64
+
+
+def _prefixes(m: npt.NDArray[np.uint8]) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Epoch seconds and validity of each row's first 19 bytes. A chunk usually spans a few
+    seconds: few rows, each looked up in a small cache; many rows go through numpy."""
+    out = np.zeros(len(m), np.int64)
+    if len(m) > _FEW:
+        return out, _prefix(m, out)
+    ok = np.ones(len(m), dtype=np.bool_)
+    rows = m[:, :19].tobytes()
+    for i in range(len(m)):
+        key = rows[i * 19 : i * 19 + 19]
+        value = _PREFIX_CACHE.get(key)
+        if value is None:
+            one = np.zeros(1, np.int64)
+            good = bool(_prefix(m[i : i + 1], one)[0])
+            value = int(one[0]) if good else -1
+            if len(_PREFIX_CACHE) >= _PREFIX_CACHE_LIMIT:
+                _PREFIX_CACHE.clear()
+            _PREFIX_CACHE[key] = value
+        if value == -1:
+            ok[i] = False
+        else:
+            out[i] = value
+    return out, ok
 
 
 def _prefix(m: npt.NDArray[np.uint8], out: IntArray) -> npt.NDArray[np.bool_]:
