@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "logwarden.commands.sandbox_router",
     "logwarden.commands.connect",
     "logwarden.commands.connections",
+    "logwarden.commands.generate",
+    "logwarden.commands.score",
 )
 
 
