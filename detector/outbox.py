@@ -135,6 +135,7 @@ WHERE id = $1 AND status = 'dead'
 RETURNING {_COLUMNS}
 """
 
+UNFINISHED = "SELECT count(*) FROM notification_jobs WHERE status IN ('pending', 'leased')"
 LIST = f"""
 SELECT {_COLUMNS} FROM notification_jobs
 WHERE ($1::bigint IS NULL OR incident_id = $1)
@@ -228,6 +229,12 @@ class Outbox:
                 LIST, incident_id, None if status is None else status.value, before_id, limit
             )
         return [job_from_row(r) for r in rows]
+
+    async def unfinished(self) -> int:
+        """Jobs not yet done, dead or cancelled (pending, including held ones, or leased)."""
+        with translated("count jobs"):
+            count: int = await self._db.fetchval(UNFINISHED)
+        return count
 
     async def _fenced(self, sql: str, action: str, job: NotificationJob, *args: object) -> NotificationJob:
         if job.lease_owner != self.owner:

@@ -19,6 +19,7 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from detector.config import DetectorConfig
 from router.base import DEFAULT_TOOLKITS
 
 ENV_PREFIX = "LOGWARDEN_"
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        env_nested_delimiter="__",
     )
 
     database_url: SecretStr | None = None
@@ -137,6 +139,46 @@ class Settings(BaseSettings):
     dedup_precheck: bool = False
     """Answer single claims with a read-only statement first: cheaper duplicates, but claims that
     write take two round trips (see the README's dedup benchmark before turning it on)."""
+
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    """Detector thresholds, one variable per field: ``LOGWARDEN_DETECTOR__<FIELD>`` (e.g.
+    ``LOGWARDEN_DETECTOR__Z_THRESHOLD=6``); the fields and defaults are in ``detector/config.py``
+    and the README. ``windows`` is structural and not set from the environment."""
+
+    processor_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    """This processor's id (detector snapshots, job leases). Default: the host name. Give every
+    ``logwarden run`` sharing one database its own id."""
+
+    http_host: str = "127.0.0.1"
+    """Address the HTTP API listens on (``0.0.0.0`` to accept collectors from other hosts)."""
+
+    http_port: int = Field(default=4318, ge=0, le=65535)
+    """HTTP API port; 4318 is the OTLP/HTTP default, so collectors and SDKs export here as is."""
+
+    ingest_token: SecretStr | None = None
+    """Bearer token required on ``/v1/logs``, ``/ingest`` and ``/incidents`` (unset: none)."""
+
+    max_body_bytes: int = Field(default=16 << 20, ge=1024, le=1 << 30)
+    """Largest request body, compressed or decompressed; larger bodies get 413."""
+
+    max_backlog: int = Field(default=10_000, ge=1, le=10_000_000)
+    """Anomaly events waiting to be claimed before ingestion answers 503 (PostgreSQL slow)."""
+
+    snapshot_interval: float = Field(default=30.0, gt=0, le=86400)
+    """Seconds between detector state snapshots (one is always taken at shutdown)."""
+
+    reclaim_interval: float = Field(default=60.0, gt=0, le=86400)
+    """Seconds between re-claims of anomalies that are still ongoing, which keep their incident's
+    last-seen time current and let the repeat interval page again."""
+
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    """Notification jobs one processor handles at once."""
+
+    log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+    """debug, info, warning or error."""
+
+    log_format: str = Field(default="auto", pattern=r"^(auto|json|text)$")
+    """auto (JSON when stderr is not a terminal), json or text."""
 
     test_database_url: SecretStr | None = None
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
@@ -304,12 +346,19 @@ def _secret_fields() -> frozenset[str]:
 _SECRET_FIELDS = _secret_fields()
 
 
+_NESTED_FIELD = re.compile(r"^(?:DetectorConfig)\.([a-z_]+) ")
+
+
 def _describe(error: dict[str, Any]) -> str:
-    field = ".".join(str(part) for part in error.get("loc", ())) or "?"
-    name = ENV_PREFIX + field.split(".")[0].upper()
+    loc = [str(part) for part in error.get("loc", ())] or ["?"]
+    field = ".".join(loc)
     message = str(error.get("msg", "invalid value"))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    nested = _NESTED_FIELD.match(message)
+    if len(loc) == 1 and nested is not None:
+        loc.append(nested.group(1))
+    name = ENV_PREFIX + "__".join(loc).upper()
     shown = ""
     if field.split(".")[0] not in _SECRET_FIELDS and "input" in error:
         shown = f" (got {error['input']!r})"

@@ -22,12 +22,13 @@ processor resumes exactly where it stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import asyncpg
@@ -37,7 +38,7 @@ from detector.core import Detector
 from detector.counters import DetectorStats
 from detector.dedup import Dedup
 from detector.dedup_errors import DedupUnavailable, InvalidAnomaly
-from detector.models import AnomalyEvent
+from detector.models import AnomalyEvent, EventKind
 from logwarden.api import IngestResult, MalformedBody, Overloaded
 from logwarden.telemetry import Telemetry
 
@@ -64,6 +65,9 @@ class PipelineConfig:
     """How often the detector state is saved (and always at shutdown)."""
     retry_cap: float = 5.0
     """Longest wait between claim retries while PostgreSQL is unavailable."""
+    reclaim_seconds: float = 60.0
+    """How often anomalies that are still ongoing (onset seen, no recovery yet) are claimed again,
+    so their incident's last-seen time stays current and the repeat interval can page again."""
 
 
 class Pipeline:
@@ -91,6 +95,8 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_stats: DetectorStats | None = None
+        self._ongoing: dict[str, AnomalyEvent] = {}
+        """The latest onset/escalation per fingerprint whose recovery has not been seen."""
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -144,6 +150,10 @@ class Pipeline:
         for event in events:
             self.telemetry.anomaly(event, now)
             self._backlog.append((event, now))
+            if event.kind is EventKind.RECOVERY:
+                self._ongoing.pop(event.fingerprint, None)
+            else:
+                self._ongoing[event.fingerprint] = event
         if events:
             self._idle.clear()
             self._backlog_changed.set()
@@ -153,6 +163,17 @@ class Pipeline:
         now = self.clock()
         events = await self._on_detector(lambda: self.detector.advance(now))
         self._emitted(events)
+
+    def reclaim_ongoing(self) -> int:
+        """Queue a fresh claim for every ongoing anomaly (as an onset of its current severity:
+        the claim layer attaches it, or pages again once the repeat interval has passed)."""
+        now = self.clock()
+        for event in self._ongoing.values():
+            self._backlog.append((replace(event, kind=EventKind.ONSET), now))
+        if self._ongoing:
+            self._idle.clear()
+            self._backlog_changed.set()
+        return len(self._ongoing)
 
     async def flush(self) -> None:
         """End of input: close every open bucket."""
@@ -186,11 +207,15 @@ class Pipeline:
                 bad, _ = self._backlog[exc.index]
                 del self._backlog[exc.index]
                 self.telemetry.invalid_anomaly(bad)
-                log.error("dropped an invalid anomaly", extra={"fingerprint": bad.fingerprint, "error": str(exc)})
+                log.error(
+                    "dropped an invalid anomaly", extra={"fingerprint": bad.fingerprint, "error": str(exc)}
+                )
                 continue
             except DedupUnavailable as exc:
                 self.telemetry.claim_retry()
-                log.warning("claims waiting for PostgreSQL", extra={"error": str(exc), "backlog": self.backlog})
+                log.warning(
+                    "claims waiting for PostgreSQL", extra={"error": str(exc), "backlog": self.backlog}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.retry_cap)
                 continue
@@ -224,12 +249,14 @@ class Pipeline:
 
     async def run_ticker(self, stop: asyncio.Event) -> None:
         next_snapshot = self.clock() + self.config.snapshot_seconds
+        next_reclaim = self.clock() + self.config.reclaim_seconds
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.config.tick_seconds)
-            except TimeoutError:
-                pass
             await self.advance()
+            if self.clock() >= next_reclaim:
+                next_reclaim = self.clock() + self.config.reclaim_seconds
+                self.reclaim_ongoing()
             if self.clock() >= next_snapshot:
                 next_snapshot = self.clock() + self.config.snapshot_seconds
                 await self.save_snapshot()
@@ -261,7 +288,9 @@ def _delta(before: DetectorStats, after: DetectorStats) -> IngestResult:
     return IngestResult(accepted=accepted, rejected=sum(reasons.values()), reasons=reasons, samples=samples)
 
 
-def _new_samples(before: Mapping[str, tuple[str, ...]], after: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+def _new_samples(
+    before: Mapping[str, tuple[str, ...]], after: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
     out: list[str] = []
     for reason, samples in after.items():
         old = set(before.get(reason, ()))

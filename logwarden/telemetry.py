@@ -31,49 +31,70 @@ class Telemetry:
     def __init__(self, stats: StatsSource | None = None) -> None:
         self.registry = r = Registry()
         self._stats: StatsSource = stats if stats is not None else (lambda: None)
-        r.counter("logwarden_log_records_received_total", "JSON lines and OTLP log records received.").collector = (
-            self._collect(lambda s: [((), float(s.lines_received + s.otlp_records))])
-        )
-        r.counter("logwarden_log_records_accepted_total", "Log records counted into a bucket.").collector = (
-            self._collect(lambda s: [((), float(s.events_accepted))])
-        )
+        r.counter(
+            "logwarden_log_records_received_total", "JSON lines and OTLP log records received."
+        ).collector = self._collect(lambda s: [((), float(s.lines_received + s.otlp_records))])
+        r.counter(
+            "logwarden_log_records_accepted_total", "Log records counted into a bucket."
+        ).collector = self._collect(lambda s: [((), float(s.events_accepted))])
         r.counter(
             "logwarden_log_records_rejected_total", "Log records rejected, by reason.", ["reason"]
         ).collector = self._collect(lambda s: [((k,), float(v)) for k, v in s.rejected.items()])
-        r.counter("logwarden_late_events_total", "Events whose bucket had already closed.").collector = (
-            self._collect(lambda s: [((), float(s.late_events))])
-        )
-        r.gauge("logwarden_detector_keys", "Live (project, service) keys in the detector.").collector = (
-            self._collect(lambda s: [((), float(s.keys))])
-        )
+        r.counter(
+            "logwarden_late_events_total", "Events whose bucket had already closed."
+        ).collector = self._collect(lambda s: [((), float(s.late_events))])
+        r.gauge(
+            "logwarden_detector_keys", "Live (project, service) keys in the detector."
+        ).collector = self._collect(lambda s: [((), float(s.keys))])
         self.shed_total = r.counter(
             "logwarden_ingest_shed_total", "Ingest requests refused to protect memory, by reason.", ["reason"]
         )
         self.http_rejected = r.counter(
-            "logwarden_http_requests_rejected_total", "HTTP requests answered 4xx/5xx.", ["endpoint", "status"]
+            "logwarden_http_requests_rejected_total",
+            "HTTP requests answered 4xx/5xx.",
+            ["endpoint", "status"],
         )
         self.anomalies = r.counter(
             "logwarden_anomalies_total", "Anomaly events emitted.", ["signal", "kind", "severity"]
         )
         self.claims = r.counter("logwarden_claims_total", "Claims by reason.", ["reason"])
-        self.claim_retries = r.counter("logwarden_claim_retries_total", "Claim batches retried (DB unavailable).")
+        self.claim_retries = r.counter(
+            "logwarden_claim_retries_total", "Claim batches retried (DB unavailable)."
+        )
         self.invalid = r.counter("logwarden_invalid_anomalies_total", "Anomalies refused by the claim layer.")
         self.incidents = r.gauge("logwarden_incidents", "Incidents by status (shared database).", ["status"])
-        self.jobs = r.gauge("logwarden_notification_jobs", "Outbox jobs by status (shared database).", ["status"])
-        self.deliveries = r.counter(
-            "logwarden_deliveries_total", "Tool-router actions by channel and outcome.", ["channel", "outcome"]
+        self.jobs = r.gauge(
+            "logwarden_notification_jobs", "Outbox jobs by status (shared database).", ["status"]
         )
-        self.jobs_finished = r.counter("logwarden_jobs_finished_total", "Outbox jobs this processor finished.", ["outcome"])
-        self.tokens = r.counter("logwarden_agent_tokens_total", "Model tokens used.", ["model", "direction"])
-        self.cost = r.counter("logwarden_agent_cost_usd_total", "Model cost in US dollars.", ["model"])
+        self.deliveries = r.counter(
+            "logwarden_deliveries_total",
+            "Tool-router actions by channel and outcome.",
+            ["channel", "outcome"],
+        )
+        self.jobs_finished = r.counter(
+            "logwarden_jobs_finished_total", "Outbox jobs this processor handled.", ["kind", "outcome"]
+        )
+        self.tokens = r.counter("logwarden_agent_tokens_total", "Model tokens used.", ["direction"])
+        self.cost = r.counter("logwarden_agent_cost_usd_total", "Model cost in US dollars.")
         self.decisions = r.counter("logwarden_decisions_total", "Notification decisions by path.", ["path"])
+        self.fallbacks = r.counter(
+            "logwarden_agent_fallbacks_total",
+            "Times a model path fell back (to another model or rules).",
+            ["reason"],
+        )
         self.detection_latency = r.histogram(
             "logwarden_ingest_to_anomaly_seconds",
             "Processor time at emission minus the event-time end of the anomalous window.",
         )
-        self.claim_latency = r.histogram("logwarden_anomaly_to_claim_seconds", "Anomaly emitted to claim committed.")
+        self.claim_latency = r.histogram(
+            "logwarden_anomaly_to_claim_seconds", "Anomaly emitted to claim committed."
+        )
+        self.job_latency = r.histogram(
+            "logwarden_job_seconds", "Outbox job leased to handled (decide + deliver).", ["kind"]
+        )
         self.delivery_latency = r.histogram(
-            "logwarden_anomaly_to_delivery_seconds", "Outbox job created to its notification delivered."
+            "logwarden_anomaly_to_delivery_seconds",
+            "Anomaly emitted to its incident's notification delivered (open jobs, this processor).",
         )
         self.snapshot_bytes = r.gauge("logwarden_detector_snapshot_bytes", "Size of the last saved snapshot.")
 
@@ -114,21 +135,23 @@ class Telemetry:
     def snapshot_saved(self, size: int) -> None:
         self.snapshot_bytes.set(size)
 
-    def delivered(self, channel: str, outcome: str, latency: float | None = None) -> None:
+    # -- agents.worker.WorkerEvents -----------------------------------------------------------
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
+        self.jobs_finished.inc(kind, outcome)
+        self.job_latency.observe(seconds, kind)
+
+    def delivery(self, channel: str, outcome: str) -> None:
         self.deliveries.inc(channel, outcome)
-        if latency is not None and outcome == "sent":
-            self.delivery_latency.observe(latency)
 
-    def job_finished(self, outcome: str) -> None:
-        self.jobs_finished.inc(outcome)
-
-    def decision(self, path: str, model: str | None, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
+    def decision(self, path: str, input_tokens: int, output_tokens: int, cost_usd: Decimal) -> None:
         self.decisions.inc(path)
-        if model:
-            self.tokens.inc(model, "input", by=input_tokens)
-            self.tokens.inc(model, "output", by=output_tokens)
-            if cost is not None:
-                self.cost.inc(model, by=float(cost))
+        self.tokens.inc("input", by=input_tokens)
+        self.tokens.inc("output", by=output_tokens)
+        self.cost.inc(by=float(cost_usd))
+
+    def fallback(self, reason: str) -> None:
+        self.fallbacks.inc(reason)
 
     async def refresh_from_db(self, pool: asyncpg.Pool) -> None:
         """Incidents and jobs by status, from the shared database."""
