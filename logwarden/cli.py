@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "logwarden.commands.connections",
     "logwarden.commands.generate",
     "logwarden.commands.score",
+    "logwarden.commands.replay",
+    "logwarden.commands.run",
 )
 
 

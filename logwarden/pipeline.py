@@ -65,6 +65,8 @@ class PipelineConfig:
     """How often the detector state is saved (and always at shutdown)."""
     retry_cap: float = 5.0
     """Longest wait between claim retries while PostgreSQL is unavailable."""
+    advance_with_clock: bool = True
+    """Close buckets on the processor clock too (False: event time only, for old logs)."""
     reclaim_seconds: float = 60.0
     """How often anomalies that are still ongoing (onset seen, no recovery yet) are claimed again,
     so their incident's last-seen time stays current and the repeat interval can page again."""
@@ -253,7 +255,8 @@ class Pipeline:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.config.tick_seconds)
-            await self.advance()
+            if self.config.advance_with_clock:
+                await self.advance()
             if self.clock() >= next_reclaim:
                 next_reclaim = self.clock() + self.config.reclaim_seconds
                 self.reclaim_ongoing()

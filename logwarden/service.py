@@ -75,6 +75,7 @@ class Service:
         serve_http: bool = True,
         run_worker: bool = True,
         sandbox_port: int | None = None,
+        advance_with_clock: bool = True,
     ) -> AsyncIterator[Service]:
         pid = processor_id or settings.processor_id or default_processor_id()
         async with AsyncExitStack() as stack:
@@ -104,6 +105,7 @@ class Service:
                     max_backlog=settings.max_backlog,
                     snapshot_seconds=settings.snapshot_interval,
                     reclaim_seconds=settings.reclaim_interval,
+                    advance_with_clock=advance_with_clock,
                 ),
             )
             stack.callback(pipeline.close)
