@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "logwarden.commands.score",
     "logwarden.commands.replay",
     "logwarden.commands.run",
+    "logwarden.commands.demo",
 )
 
 

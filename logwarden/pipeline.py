@@ -97,6 +97,8 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_stats: DetectorStats | None = None
+        self.listeners: list[Callable[[AnomalyEvent], None]] = []
+        """Called with every anomaly event as it is emitted (the demo records them)."""
         self._ongoing: dict[str, AnomalyEvent] = {}
         """The latest onset/escalation per fingerprint whose recovery has not been seen."""
 
@@ -152,6 +154,8 @@ class Pipeline:
         for event in events:
             self.telemetry.anomaly(event, now)
             self._backlog.append((event, now))
+            for listener in self.listeners:
+                listener(event)
             if event.kind is EventKind.RECOVERY:
                 self._ongoing.pop(event.fingerprint, None)
             else:
