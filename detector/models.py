@@ -68,6 +68,9 @@ class JobStatus(StrEnum):
     LEASED = "leased"
     DONE = "done"
     DEAD = "dead"
+    """Dead-lettered after too many attempts or a permanent failure; kept, never deleted."""
+    CANCELLED = "cancelled"
+    """Never sent: a resolve held for the dedup window, superseded because the incident reopened."""
 
 
 _SEP = "\x1f"  # ASCII unit separator: cannot appear in a sane project or service name
@@ -184,6 +187,10 @@ class Incident:
     resolved_at: datetime | None
     latest: AnomalyEvent | None
     """The most recent anomaly attached (stats and representative messages)."""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_by: str | None = None
+    """``"detector"`` for a recovery, else the operator who resolved it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,3 +207,9 @@ class NotificationJob:
     next_attempt_at: datetime
     last_error: str | None
     created_at: datetime
+    lease_token: int = 0
+    """Incremented by every lease: with ``lease_owner`` it fences complete/fail/release, so a
+    worker whose expired lease was taken over cannot overwrite the new owner's outcome."""
+    result: Mapping[str, Any] | None = None
+    """What the worker reported on completion (JSON object)."""
+    finished_at: datetime | None = None

@@ -60,6 +60,28 @@ class Settings(BaseSettings):
     db_command_timeout: float = Field(default=30.0, gt=0, le=3600)
     """Seconds any single SQL statement may take before it is cancelled."""
 
+    dedup_window: float = Field(default=5.0, ge=0, le=3600)
+    """Seconds after a change to an incident during which another claim for the same
+    fingerprint is a duplicate; a recovery's resolve page is held this long so a flap can cancel
+    it. Must exceed the worst lag between processors reading the same logs."""
+
+    dedup_repeat_interval: float = Field(default=4 * 3600.0, gt=0, le=30 * 86400)
+    """Seconds before an open, unacknowledged incident that keeps reporting anomalies pages
+    again (a ``repeat`` job)."""
+
+    dedup_max_attempts: int = Field(default=8, ge=1, le=1000)
+    """Times a notification job is leased before it is dead-lettered (kept, never deleted)."""
+
+    dedup_backoff_base: float = Field(default=2.0, ge=0, le=3600)
+    """Seconds before retrying a job after its first retryable failure; doubles per attempt."""
+
+    dedup_backoff_cap: float = Field(default=900.0, ge=0, le=86400)
+    """Longest delay, in seconds, between retries of a notification job."""
+
+    dedup_precheck: bool = False
+    """Answer single claims with a read-only statement first: cheaper duplicates, but claims that
+    write take two round trips (see the README's dedup benchmark before turning it on)."""
+
     test_database_url: SecretStr | None = None
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
     Unset: the suite starts an embedded PostgreSQL once per session."""

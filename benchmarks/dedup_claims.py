@@ -1,0 +1,244 @@
+"""Dedup claims: throughput and latency beside a ``SELECT 1`` round trip measured in the same run.
+
+    python benchmarks/dedup_claims.py [--database-url URL] [--seconds 2] [--concurrency 1,4,16,64]
+
+The server is ``--database-url``, else ``LOGWARDEN_DATABASE_URL``, else an embedded PostgreSQL in a
+temporary directory. On a given server a scratch database is created (the URL needs CREATEDB) and
+dropped at the end. For every concurrency (one pool connection per concurrent task) it prints:
+
+- ``SELECT 1`` through the project's pool (no reset query on release) and through a pool with
+  asyncpg's default reset, the baselines;
+- ``claim()`` workloads: ``storm`` (every anomaly claimed by 4 processors: 1 new incident, then
+  3 duplicates), the same with the read-only pre-check off, ``new`` (every claim opens an incident:
+  three rows and a commit), ``dup`` (every claim a duplicate), and ``storm`` through the
+  default-reset pool;
+- p50/p99 latency, claims/s, and p99 as a multiple of ``SELECT 1``'s p99 on the same kind of pool.
+
+Then ``claim_many`` throughput in batches of 1,000: ``new`` fingerprints, ``dup``licates,
+``storm`` (250 fingerprints x 4 copies in each batch, folded in order), and 4 connections
+claiming the same batches at once (4 processors in a storm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detector.dedup import Dedup, DedupConfig
+from detector.models import AnomalyEvent
+from logwarden import db as dbmod
+from logwarden import migrator
+from logwarden.config import Settings, load_settings
+from tests.detector.support import anomaly as make_anomaly
+
+_ids = itertools.count()
+MESSAGES = ("timeout after <n>ms calling <host>", "connection reset by peer")
+
+
+def anomaly(service: str) -> AnomalyEvent:
+    return make_anomaly(project="bench", service=service, messages=MESSAGES)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(
+    concurrency: int, seconds: float, op: Callable[[int], Awaitable[Any]]
+) -> tuple[float, list[float]]:
+    """Run ``op(i)`` from ``concurrency`` tasks for ``seconds``; (ops per second, latencies)."""
+    latencies: list[float] = []
+    counter = itertools.count()
+    deadline = time.perf_counter() + seconds
+
+    async def task() -> None:
+        while time.perf_counter() < deadline:
+            i = next(counter)
+            t0 = time.perf_counter()
+            await op(i)
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(task() for _ in range(concurrency)))
+    return len(latencies) / (time.perf_counter() - start), latencies
+
+
+async def make_pool(dsn: str, size: int, *, default_reset: bool) -> asyncpg.Pool:
+    if default_reset:
+        pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+    else:
+        settings = Settings(db_pool_min_size=size, db_pool_max_size=size)
+        pool = await dbmod.create_pool(dbmod.Database(dsn=dsn, source="url", display="bench"), settings)
+    assert pool is not None
+    return pool
+
+
+def row(conc: int, name: str, rate: float, lat: list[float], base_p99: float | None) -> None:
+    p50, p99 = pct(lat, 0.50) * 1e3, pct(lat, 0.99) * 1e3
+    ratio = "" if base_p99 is None else f"{p99 / base_p99:8.2f}x"
+    print(f"{conc:>4}  {name:<36} {rate:>9.0f} {p50:>9.3f} {p99:>9.3f} {ratio}", flush=True)
+
+
+async def single_claims(dsn: str, concurrencies: list[int], seconds: float) -> None:
+    print("\nclaim(): one anomaly per call")
+    print(f"{'conc':>4}  {'operation':<36} {'ops/s':>9} {'p50 ms':>9} {'p99 ms':>9} p99 vs SELECT 1")
+    for conc in concurrencies:
+        tag = next(_ids)
+        pool = await make_pool(dsn, conc, default_reset=False)
+        plain = await make_pool(dsn, conc, default_reset=True)
+        try:
+            await pool.execute("CREATE TABLE IF NOT EXISTS bench_commit (n bigint)")
+            rate, lat = await measure(conc, seconds, lambda i, p=pool: p.fetchval("SELECT 1"))
+            base = pct(lat, 0.99) * 1e3
+            row(conc, "SELECT 1 (pool, no reset)", rate, lat, None)
+            rate, lat = await measure(conc, seconds, lambda i, p=plain: p.fetchval("SELECT 1"))
+            plain_base = pct(lat, 0.99) * 1e3
+            row(conc, "SELECT 1 (asyncpg default reset)", rate, lat, None)
+            rate, lat = await measure(
+                conc, seconds, lambda i, p=pool: p.execute("INSERT INTO bench_commit VALUES ($1)", i)
+            )
+            row(conc, "INSERT one row + commit (floor)", rate, lat, base)
+
+            for name, target, config, base_p99 in (
+                ("claim storm (pre-check)", pool, DedupConfig(precheck=True), base),
+                ("claim storm (one statement)", pool, DedupConfig(precheck=False), base),
+                ("claim storm (default reset)", plain, DedupConfig(precheck=False), plain_base),
+            ):
+                dedup = Dedup(target, config)
+                storm = [anomaly(f"storm-{tag}-{name}-{i}") for i in range(int(seconds * 8_000))]
+                rate, lat = await measure(
+                    conc, seconds, lambda i, d=dedup, s=storm: d.claim(s[(i // 4) % len(s)])
+                )
+                row(conc, name, rate, lat, base_p99)
+
+            dedup = Dedup(pool, DedupConfig(precheck=False))
+            fresh = [anomaly(f"new-{tag}-{i}") for i in range(int(seconds * 15_000))]
+            rate, lat = await measure(conc, seconds, lambda i, d=dedup, f=fresh: d.claim(f[i % len(f)]))
+            row(conc, "claim new incident", rate, lat, base)
+
+            known = [anomaly(f"dup-{tag}-{i}") for i in range(1000)]
+            await Dedup(pool, DedupConfig(window=3600)).claim_many(known)
+            for name, precheck in (
+                ("claim duplicate (pre-check)", True),
+                ("claim duplicate (one statement)", False),
+            ):
+                held = Dedup(pool, DedupConfig(window=3600, precheck=precheck))
+                rate, lat = await measure(conc, seconds, lambda i, h=held, k=known: h.claim(k[i % len(k)]))
+                row(conc, name, rate, lat, base)
+        finally:
+            await pool.execute("DROP TABLE IF EXISTS bench_commit")
+            await pool.close()
+            await plain.close()
+
+
+async def batch_claims(dsn: str, seconds: float) -> None:
+    print("\nclaim_many(): batches of 1,000 anomalies")
+    print(f"{'workload':<44} {'claims/s':>10} {'batch p50 ms':>13}")
+    pool = await make_pool(dsn, 4, default_reset=False)
+    try:
+        tag = next(_ids)
+        dedup = Dedup(pool)
+        long_window = Dedup(pool, DedupConfig(window=3600))
+        known = [anomaly(f"mdup-{tag}-{i}") for i in range(1000)]
+        await long_window.claim_many(known)
+        batches: dict[str, Callable[[int], list[AnomalyEvent]]] = {
+            "new incidents (1,000 fingerprints)": lambda i: [
+                anomaly(f"mnew-{tag}-{i}-{j}") for j in range(1000)
+            ],
+            "duplicates (1,000 open, in window)": lambda i: known,
+            "storm (250 fingerprints x 4 copies)": lambda i: [
+                anomaly(f"mstorm-{tag}-{i}-{j // 4}") for j in range(1000)
+            ],
+        }
+        for name, make in batches.items():
+            claims = Dedup(pool, DedupConfig(window=3600)) if name.startswith("dup") else dedup
+            ready = [make(i) for i in range(max(4, int(seconds * 40)))]
+            rate, lat = await measure(1, seconds, lambda i, r=ready, c=claims: c.claim_many(r[i % len(r)]))
+            print(f"{name:<44} {rate * 1000:>10.0f} {statistics.median(lat) * 1e3:>13.1f}", flush=True)
+
+        # 4 processors claim the same storm batches at the same time
+        shared = [[anomaly(f"mshared-{tag}-{i}-{j // 4}") for j in range(1000)] for i in range(200)]
+        done = 0
+        t0 = time.perf_counter()
+        for i in range(len(shared)):
+            await asyncio.gather(*(dedup.claim_many(shared[i]) for _ in range(4)))
+            done += 4000
+            if time.perf_counter() - t0 > seconds:
+                break
+        rate = done / (time.perf_counter() - t0)
+        print(f"{'storm x 4 connections on the same batches':<44} {rate:>10.0f}", flush=True)
+    finally:
+        await pool.close()
+
+
+async def prepare(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrator.migrate(conn)
+        version = await conn.fetchval("SHOW server_version")
+        print(f"PostgreSQL {version}; load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
+    finally:
+        await conn.close()
+
+
+async def run(dsn: str, concurrencies: list[int], seconds: float, batches: bool) -> None:
+    await prepare(dsn)
+    await single_claims(dsn, concurrencies, seconds)
+    if batches:
+        await batch_claims(dsn, seconds)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+async def scratch(admin_dsn: str, name: str, create: bool) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="an admin URL of a PostgreSQL server")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated (default 1,4,16,64)")
+    parser.add_argument("--no-batches", action="store_true", help="skip the claim_many measurements")
+    args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    url = args.database_url
+    if url is None and (configured := load_settings().database_url) is not None:
+        url = configured.get_secret_value()
+    if url is None:
+        with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as tmp:
+            server = dbmod.start_embedded(Path(tmp))
+            print(f"server: {server.display}")
+            asyncio.run(run(server.dsn, concurrencies, args.seconds, not args.no_batches))
+            del server
+        return
+    name = f"lw_bench_{os.getpid()}"
+    print(f"server: {dbmod.mask_url(url)} (scratch database {name})")
+    asyncio.run(scratch(url, name, create=True))
+    try:
+        asyncio.run(run(dbmod.with_database(url, name), concurrencies, args.seconds, not args.no_batches))
+    finally:
+        asyncio.run(scratch(url, name, create=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Claims: turn anomaly events into incidents and outbox jobs, with PostgreSQL as the arbiter.
+
+``Dedup(db, config).claim(anomaly)`` and ``claim_many(anomalies)`` return one
+:class:`ClaimResult` per anomaly, carrying a named :class:`ClaimReason`. The rules are written as
+a pure function in ``detector/dedup_rules.py`` (read its table); here they run inside **one SQL
+statement per call**, whatever the batch size, so that any number of processors agree:
+
+- The database clock only: every time is ``now()`` of the claiming transaction. Processor clocks
+  and event times are never compared with anything (they are stored, in ``latest``, for people).
+- A claim that would change nothing (a duplicate inside the window, a recovery with nothing open)
+  is answered from a plain read: no lock, no write, no WAL.
+- Anything else locks the fingerprint's ``incident_claims`` row (``FOR UPDATE`` in sorted order,
+  so batches cannot deadlock), decides on the locked, latest version of that row, and in the same
+  statement writes the claim row, the incident and the outbox jobs. There are no advisory locks;
+  row locks end with the statement's transaction, and the transaction is the statement.
+- Several anomalies for one fingerprint in one batch are applied in order (a recursive fold over
+  the locked state), exactly as if claimed one by one.
+- A processor that dies before the commit leaves nothing; one that dies after leaves the jobs,
+  which any worker leases (``detector/outbox.py``).
+
+One race needs a second round trip: two processors creating the claim row of a brand-new
+fingerprint at the same moment. The loser writes nothing for that fingerprint, sees the winner's
+row when it retries, and gets its answer from the locked row (normally ``duplicate_in_window``).
+
+Errors (tree in ``detector/dedup_errors.py``): ``DedupUnavailable`` is retryable and safe to
+retry as is (a claim that committed just before the connection dropped is then answered as a
+duplicate); ``InvalidAnomaly`` names the index of the first bad anomaly and nothing of the call
+was written: drop that anomaly, count it, and claim the rest; ``DedupStorageError`` is permanent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import asyncpg
+import msgspec
+
+from detector.dedup_errors import DedupUnavailable, InvalidAnomaly, translated
+from detector.dedup_rules import ClaimReason
+from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK
+from detector.models import AnomalyEvent, EventKind, JobKind, Severity, Signal, fingerprint
+
+Executor = asyncpg.Pool | asyncpg.Connection
+"""Where statements run: a pool (the usual case) or one connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class DedupConfig:
+    """Dedup and outbox timing. All durations are seconds on the database clock."""
+
+    window: float = 5.0
+    """A second claim inside this window after a change is a duplicate; a recovery's resolve job
+    is held this long, so that a flap can cancel it."""
+    repeat_interval: float = 4 * 3600.0
+    """An open, unacknowledged incident pages again (``repeat``) when a claim arrives this long
+    after its last page."""
+    max_attempts: int = 8
+    """Leases a job may take before it is dead-lettered."""
+    backoff_base: float = 2.0
+    """Retry delay after the first failed attempt; doubles with each attempt."""
+    backoff_cap: float = 900.0
+    """Longest retry delay."""
+    precheck: bool = False
+    """``claim()`` first asks a read-only statement whether the claim would change anything:
+    duplicates then cost one tiny round trip, but claims that write cost two (three when racing
+    to create a fingerprint). Off (default): every claim is the one full statement, which also
+    answers duplicates without locking or writing. Measured in benchmarks/dedup_claims.py."""
+
+    def __post_init__(self) -> None:
+        for name in ("window", "repeat_interval", "backoff_base", "backoff_cap"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"DedupConfig.{name} must be a finite number >= 0, got {value!r}")
+        if not 1 <= self.max_attempts <= 1000:
+            raise ValueError(f"DedupConfig.max_attempts must be in [1, 1000], got {self.max_attempts!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """What one claim did."""
+
+    reason: ClaimReason
+    fingerprint: str
+    incident_id: int | None
+    """The incident the anomaly belongs to (``None`` for ``nothing_open``)."""
+    job_id: int | None
+    """The outbox job this claim created, if any."""
+    job_kind: JobKind | None
+
+
+_RACE_RETRIES = 5
+_SEVERITY = {Severity.WARNING: 1, Severity.CRITICAL: 2}
+_encode = msgspec.json.Encoder().encode
+
+
+class Dedup:
+    """Claims anomalies against PostgreSQL. Safe to share between tasks and processes."""
+
+    def __init__(self, db: Executor, config: DedupConfig | None = None) -> None:
+        self._db = db
+        self.config = config if config is not None else DedupConfig()
+
+    async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
+        """Claim one anomaly: one statement, one round trip (two when it loses the race to create
+        a brand-new fingerprint's claim row)."""
+        args = [col[0] for col in _columns([anomaly])]
+        if self.config.precheck:
+            with translated("claim"):
+                seen = await self._db.fetchrow(PRECHECK, args[0], args[4], args[5])
+            if seen is not None and seen["reason"] is not None:
+                return _result(seen, anomaly.fingerprint)
+        return (await self._claim(CLAIM_ONE, [args], [anomaly]))[0]
+
+    async def claim_many(self, anomalies: Sequence[AnomalyEvent]) -> list[ClaimResult]:
+        """Claim a batch in one statement; results are in input order. Anomalies for the same
+        fingerprint are applied in their order in the batch, exactly as if claimed one by one."""
+        if not anomalies:
+            return []
+        columns = _columns(anomalies)
+        rows = [[col[i] for col in columns] for i in range(len(anomalies))]
+        return await self._claim(CLAIM_MANY, rows, anomalies)
+
+    async def _claim(
+        self, sql: str, args: list[list[object]], anomalies: Sequence[AnomalyEvent]
+    ) -> list[ClaimResult]:
+        """Run ``sql`` for ``args`` (one argument row per anomaly), again for the anomalies that
+        came back as ``retry``, until every anomaly has its result."""
+        results: list[ClaimResult | None] = [None] * len(anomalies)
+        pending = list(range(len(anomalies)))
+        cfg = self.config
+        for _ in range(_RACE_RETRIES):
+            if sql is CLAIM_ONE:
+                params: list[object] = list(args[0])
+            else:
+                params = [[args[i][c] for i in pending] for c in range(len(args[0]))]
+            with translated("claim"):
+                rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval)
+            retry: list[int] = []
+            for index, row in zip(pending, rows, strict=True):
+                if row["reason"] == "retry":
+                    retry.append(index)
+                else:
+                    results[index] = _result(row, anomalies[index].fingerprint)
+            if not retry:
+                return [r for r in results if r is not None]
+            pending = retry
+        raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
+
+
+def _result(row: asyncpg.Record, fp: str) -> ClaimResult:
+    reason = ClaimReason(row["reason"])
+    kind = row.get("job_kind")
+    return ClaimResult(
+        reason=reason,
+        fingerprint=fp,
+        incident_id=None if reason is ClaimReason.NOTHING_OPEN else row["incident_id"],
+        job_id=row.get("job_id"),
+        job_kind=None if kind is None else JobKind(kind),
+    )
+
+
+def _columns(anomalies: Sequence[AnomalyEvent]) -> list[list[object]]:
+    """Parallel argument arrays for CLAIM_MANY; raises InvalidAnomaly before anything is sent."""
+    fps: list[object] = []
+    projects: list[object] = []
+    services: list[object] = []
+    signals: list[object] = []
+    kinds: list[object] = []
+    severities: list[object] = []
+    latest: list[object] = []
+    for index, a in enumerate(anomalies):
+        _validate(a, index)
+        fps.append(a.fingerprint)
+        projects.append(a.project)
+        services.append(a.service)
+        signals.append(a.signal.value)
+        kinds.append(a.kind.value)
+        severities.append(_SEVERITY[a.severity])
+        latest.append(None if a.kind is EventKind.RECOVERY else _latest_json(a))
+    return [fps, projects, services, signals, kinds, severities, latest]
+
+
+_SUBJECTS: dict[tuple[str, str, str], str] = {}
+"""(project, service, signal) → fingerprint, so validation does not hash the same subject again."""
+_SUBJECTS_MAX = 100_000
+
+
+def _validate(a: AnomalyEvent, index: int) -> None:
+    if not isinstance(a, AnomalyEvent):
+        raise InvalidAnomaly(f"anomaly #{index} is a {type(a).__name__}, not an AnomalyEvent", index)
+    if not (isinstance(a.kind, EventKind) and isinstance(a.signal, Signal) and a.severity in _SEVERITY):
+        raise InvalidAnomaly(f"anomaly #{index} has an invalid kind, signal or severity", index)
+    subject = (a.project, a.service, a.signal.value)
+    expected = _SUBJECTS.get(subject)
+    if expected is None:
+        for name, value in (("project", a.project), ("service", a.service)):
+            if not isinstance(value, str) or not value or "\x00" in value:
+                raise InvalidAnomaly(f"anomaly #{index}: {name} must be a non-empty string, no NUL", index)
+        expected = fingerprint(a.project, a.service, a.signal)
+        if len(_SUBJECTS) >= _SUBJECTS_MAX:
+            _SUBJECTS.clear()
+        _SUBJECTS[subject] = expected
+    if a.fingerprint != expected:
+        raise InvalidAnomaly(
+            f"anomaly #{index}: fingerprint does not match (project, service, signal) = "
+            f"({a.project!r}, {a.service!r}, {a.signal.value!r})",
+            index,
+        )
+
+
+def _latest_json(a: AnomalyEvent) -> str:
+    """The anomaly as JSON for ``incidents.latest``: the dataclass encoded by msgspec (5x faster
+    than ``to_dict()`` + encode; identical except that severity is its number, which
+    ``AnomalyEvent.from_dict`` reads)."""
+    if any("\x00" in m for m in a.messages):
+        # jsonb cannot hold U+0000; the messages are for people, so a replacement char is fine.
+        a = replace(a, messages=tuple(m.replace("\x00", "\ufffd") for m in a.messages))
+    return _encode(a).decode()
