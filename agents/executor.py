@@ -155,9 +155,23 @@ async def run_action(action: PlannedAction, guard: Guard, send: Send) -> ActionR
 
 
 async def execute_plan(
-    plan: Plan, guard: Guard, send: Send, only: Iterable[PlannedAction] | None = None
+    plan: Plan,
+    guard: Guard,
+    send: Send,
+    only: Iterable[PlannedAction] | None = None,
+    *,
+    stop_when_not_connected: bool = False,
 ) -> Execution:
-    """Run the plan's actions (or ``only`` these of them) in order through ``guard``."""
+    """Run the plan's actions (or ``only`` these of them) in order through ``guard``.
+
+    With ``stop_when_not_connected``, the first action that finds its toolkit not connected ends
+    the run, so that a re-plan can route the rest (and the connect notice) elsewhere.
+    """
     actions = plan.actions if only is None else tuple(only)
-    results = [await run_action(action, guard, send) for action in actions]
+    results: list[ActionResult] = []
+    for action in actions:
+        result = await run_action(action, guard, send)
+        results.append(result)
+        if stop_when_not_connected and result.error_code == CONNECTION_REQUIRED:
+            break
     return Execution(tuple(results), dict(guard.connect_links))
