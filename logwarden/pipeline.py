@@ -94,6 +94,7 @@ class Pipeline:
         self._slots = asyncio.Semaphore(config.max_inflight_bodies)
         self._backlog: deque[tuple[AnomalyEvent, float]] = deque()
         self._backlog_changed = asyncio.Event()
+        self._claiming = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_stats: DetectorStats | None = None
@@ -203,6 +204,10 @@ class Pipeline:
     async def claim_pending(self) -> int:
         """Claim everything queued now (retrying while PostgreSQL is unavailable); returns how
         many anomalies were claimed."""
+        async with self._claiming:  # the claimer loop and drain/shutdown may both call this
+            return await self._claim_backlog()
+
+    async def _claim_backlog(self) -> int:
         done = 0
         delay = 0.05
         while self._backlog:

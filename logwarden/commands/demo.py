@@ -17,6 +17,9 @@ def register(sub: Any) -> None:
         "router, and prints the incidents, the deliveries and how detection compared with the truth.",
     )
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    p.add_argument(
+        "--speed", type=float, default=50.0, help="how many times faster than real time to replay (default 50)"
+    )
     p.set_defaults(handler=_run)
 
 
@@ -27,6 +30,6 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     logs.configure(logging.WARNING, json_lines=False)
-    report = asyncio.run(run_demo(settings, seed=args.seed))
+    report = asyncio.run(run_demo(settings, seed=args.seed, speed=args.speed))
     print_report(report)
     return 0

@@ -97,8 +97,8 @@ async def _serve(settings: Any, args: argparse.Namespace) -> int:
         ]
         if args.stdin:
             sources.append(pump(read_stream(sys.stdin.buffer)))
-        readers = asyncio.ensure_future(asyncio.gather(*sources))
-        stopped = asyncio.ensure_future(service.stop.wait())
+        readers: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*sources))
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(service.stop.wait())
         await asyncio.wait({readers, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if readers.done():
             if readers.exception() is not None:
