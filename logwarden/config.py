@@ -174,6 +174,26 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     """Notification jobs one processor handles at once."""
 
+    worker_call_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds one tool-router call (an MCP request) may take before it counts as failed."""
+
+    worker_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """Seconds a notification job stays leased to the processor handling it. A processor that
+    dies mid-job holds its jobs this long before another takes them over. Must exceed twice
+    ``LOGWARDEN_WORKER_CALL_TIMEOUT`` (a job outlives its calls)."""
+
+    worker_in_flight_grace: float = Field(default=60.0, ge=0, le=86400)
+    """Seconds an unfinished delivery attempt (reserved, no outcome) is presumed still running
+    elsewhere; after that, the next attempt settles its unknown outcome and sends if needed."""
+
+    @field_validator("worker_lease_seconds")
+    @classmethod
+    def _lease_outlives_calls(cls, value: float, info: Any) -> float:
+        call_timeout = info.data.get("worker_call_timeout")
+        if isinstance(call_timeout, float) and value <= 2 * call_timeout:
+            raise ValueError(f"must exceed twice LOGWARDEN_WORKER_CALL_TIMEOUT ({call_timeout})")
+        return value
+
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
     """debug, info, warning or error."""
 

@@ -121,6 +121,7 @@ class Service:
                 policy,
                 models,
                 concurrency=settings.worker_concurrency,
+                lease_for=settings.worker_lease_seconds,
                 events=telemetry,
                 options=handler_options(settings),
             )
