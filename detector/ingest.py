@@ -15,6 +15,7 @@ The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 from collections.abc import Sequence
@@ -345,8 +346,7 @@ class JsonLinesDecoder:
             if m is None:
                 return None
             offset = int(m.group(1))
-        target = starts[a] + offset
-        k = int(np.searchsorted(starts[a:b], target, side="right")) - 1 + a
+        k = bisect.bisect_right(starts, starts[a] + offset, a, b) - 1
         return k if a <= k < b else None
 
     def _classify(self, line: bytes) -> Reason | None:
