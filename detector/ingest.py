@@ -52,8 +52,9 @@ class LogLine(msgspec.Struct, gc=False):
 
     ts: str | int | float
     service: str
-    level: str = ""
-    message: str = ""
+    level: str | None = ""
+    """null means no level, as if absent."""
+    message: str | None = ""
     project: str = DEFAULT_PROJECT
     status: int | None = None
 
@@ -92,18 +93,18 @@ class EventColumns:
     def __init__(self, config: DetectorConfig, rejections: Rejections) -> None:
         self.config = config
         self.rejections = rejections
-        self._levels: dict[str, int] = {}
+        self._levels: dict[str | None, int] = {}
         """Level spelling -> 1 (error) or 0, for the first few thousand spellings seen."""
 
-    def is_error_level(self, level: str) -> int:
+    def is_error_level(self, level: str | None) -> int:
         hit = self._levels.get(level)
         if hit is None:
-            hit = int(level.strip().lower() in ERROR_LEVELS)
+            hit = int(level is not None and level.strip().lower() in ERROR_LEVELS)
             if len(self._levels) < _LEVEL_CACHE_LIMIT:
                 self._levels[level] = hit
         return hit
 
-    def error_flags(self, levels: list[str]) -> npt.NDArray[np.bool_]:
+    def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
         n = len(levels)
         try:
             flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
@@ -120,7 +121,7 @@ class EventColumns:
         ts: list[Any],
         services: list[str],
         projects: list[str] | None,
-        levels: list[str] | None,
+        levels: list[str | None] | None,
         statuses: list[int | None] | None,
         message_of: Any,
         where: Sequence[str],
@@ -244,7 +245,7 @@ class JsonLinesDecoder:
             projects,
             [r.level for r in rows],
             statuses,
-            lambda i: rows[i].message,
+            lambda i: rows[i].message or "",
             where,
         )
 
