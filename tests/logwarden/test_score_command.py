@@ -81,7 +81,7 @@ def test_score_starts_without_heavy_imports(tmp_path: Path) -> None:
         "import sys\n"
         "from logwarden.cli import main\n"
         f"code = main(['score', {str(path)!r}, '-o', {str(tmp_path / 'o.csv')!r}])\n"
-        "heavy = ('numpy', 'msgspec', 'asyncpg', 'composio', 'pydantic', 'pydantic_ai')\n"
+        "heavy = ('numpy', 'msgspec', 'asyncpg', 'composio', 'pydantic_ai')\n"
         "heavy = sorted(m for m in heavy if m in sys.modules)\n"
         "print(code, heavy)\n"
     )
