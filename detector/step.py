@@ -177,7 +177,8 @@ def _score_errors(
     lams = lam[:, keys]
     gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
     gates &= vs >= cfg.min_volume
-    phi = st.phi[keys] * (1.0 + lams / (base.e[keys] + 1.0))
+    # the baseline rate is itself estimated: its variance adds (p v)^2 / errors, relative (p v) / errors
+    phi = st.phi[keys] * (1.0 + ps * vs / (base.e[keys] + 1.0))
     z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
     crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
         xs >= cfg.critical_error_rate * vs
@@ -257,7 +258,7 @@ class _Stats:
         if signal is Signal.ERROR_RATE:
             p = self.p(key)
             lam = max(p * v, cfg.expected_floor)
-            phi = float(st.phi[key]) * (1.0 + lam / (int(self.base.e[key]) + 1.0))
+            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e[key]) + 1.0))
             z = deviance_z1(float(x), lam, phi)
             observed = x / v if v else 0.0
             mean, std = p, math.sqrt(phi * lam) / max(v, 1)
