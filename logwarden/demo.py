@@ -111,13 +111,17 @@ async def run_demo(
             service.pipeline.listeners.append(events.append)
             if service.sandbox is not None:
                 fleet = workload.fleet
-                owners = {service.policy.for_service(p, n).owner for p, n in zip(fleet.projects, fleet.names, strict=True)}
+                owners = {
+                    service.policy.for_service(p, n).owner
+                    for p, n in zip(fleet.projects, fleet.names, strict=True)
+                }
                 for owner in sorted(owners):
                     await service.sandbox.store.grant(owner, demo_settings.router_toolkits)  # type: ignore[attr-defined]
             out.write(
                 f"logwarden demo: {len(workload.fleet)} services, "
                 f"{workload.config.duration_s // 60} minutes of logs, {len(labels)} injected incidents\n"
-                f"  ingest {service.http_url}/ingest  ·  sandbox router {getattr(service.sandbox, 'origin', '-')}\n"
+                f"  ingest {service.http_url}/ingest  ·  "
+                f"sandbox router {getattr(service.sandbox, 'origin', '-')}\n"
             )
             progress = Progress(workload.config.duration_s, out)
             lines, rejected = await _stream(workload, service.http_url or "", progress, speed)
@@ -188,7 +192,7 @@ def print_report(report: DemoReport, out: TextIO = sys.stdout) -> None:
     for d in report.deliveries:
         fallback = f"  (instead of {d['fallback_for']})" if d["fallback_for"] else ""
         w(
-            f"  {d['incident_id']:>3}  {d['job_kind']!s:<8} {d['action']!s:<18} {str(d['target'] or '-'):<16} "
+            f"  {d['incident_id']:>3}  {d['job_kind']!s:<8} {d['action']!s:<18} {d['target'] or '-'!s:<16} "
             f"{d['status']!s:<7} {d['external_ref'] or '-'}{fallback}\n"
         )
     ev = report.evaluation
