@@ -23,7 +23,7 @@ Concurrent clients send event time out of order, so every path runs the detector
 allowed lateness (``LOGWARDEN_DETECTOR__ALLOWED_LATENESS_SECONDS``) to keep the comparison fair.
 
 4. Latency: the service in this process (HTTP ingest, rules planner, sandbox router over MCP,
-   worker as in production) on ``--latency-services`` services that each burst once (40 s of 90%
+   worker as in production) on ``--latency-services`` services that each burst once (60 s of 90%
    errors), one every ``--gap`` wall seconds, streamed at ``--speed`` times real time after an
    unpaced warm-up. For each
    incident: the anomaly's emission (``pipeline.listeners``, wall clock) to its claim committed
@@ -299,7 +299,7 @@ async def latency(admin: str, services: int, speed: float, gap: float, tmp: Path
         processor_id="bench-latency",
         log_level="warning",
     )
-    warmup_s, burst_s = 90, 40
+    warmup_s, burst_s = 90, 60
     stream = burst_stream(services, warmup_s, gap * speed, burst_s, tail_s=20)
     emitted: dict[str, float] = {}
 
@@ -425,8 +425,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients (default 4)")
     parser.add_argument("--body-lines", type=int, default=20_000, help="lines per HTTP body (default 20000)")
     parser.add_argument("--latency-services", type=int, default=100, help="bursts in the latency run")
-    parser.add_argument("--speed", type=float, default=10.0, help="latency stream: x real time (default 10)")
-    parser.add_argument("--gap", type=float, default=0.25, help="latency stream: wall s between bursts")
+    parser.add_argument("--speed", type=float, default=20.0, help="latency stream: x real time (default 20)")
+    parser.add_argument("--gap", type=float, default=0.5, help="latency stream: wall s between bursts (0.5)")
     parser.add_argument(
         "--phases", default="stdin,http,latency", help="comma-separated: stdin, http, latency (default all)"
     )
