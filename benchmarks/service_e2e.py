@@ -54,6 +54,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.dedup_claims import scratch
 from detector import Detector
 from detector.config import DetectorConfig
 from detector.models import AnomalyEvent, EventKind
@@ -80,16 +81,6 @@ def row(label: str, lines: int, seconds: float, baseline_rate: float) -> None:
 
 
 # -- database ---------------------------------------------------------------------------------
-
-
-async def scratch(admin_dsn: str, name: str, create: bool) -> None:
-    conn = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def prepared(admin_dsn: str, name: str) -> str:
