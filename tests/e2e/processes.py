@@ -45,6 +45,7 @@ class RunProcess:
         self.entries: list[LogEntry] = []
         self.raw: list[str] = []
         self._changed = anyio.Event()
+        self._ended = False
 
     async def _read_log(self) -> None:
         assert self.process.stderr is not None
@@ -62,6 +63,7 @@ class RunProcess:
                 self.entries.append(entry if isinstance(entry, dict) else {"msg": text})
             self._changed.set()
             self._changed = anyio.Event()
+        self._ended = True
         self._changed.set()
 
     async def send(self, data: bytes) -> None:
@@ -80,8 +82,8 @@ class RunProcess:
                 if match(entry):
                     return entry
             seen = len(self.entries)
-            if self.process.returncode is not None:
-                raise AssertionError(f"{self.name} exited before logging it:\n{self.log()}")
+            if self._ended:
+                raise AssertionError(f"{self.name} closed its log (exited) before logging it:\n{self.log()}")
             await self._changed.wait()
 
     async def wait(self) -> int:
