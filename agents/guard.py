@@ -169,15 +169,15 @@ class Guard:
             marked = with_marker(v.tool, v.action, v.key, arguments)
             early, reservation = await self._reserve(v, canonical, marked, send, fallback_for)
             if early is not None:
-                outcomes[index] = self._finish_outcome(early)
+                outcomes[index] = early
                 continue
             if v.action in NEW_NOTIFICATIONS and v.channel is not None:
                 self._sent[v.channel] = self._sent.get(v.channel, 0) + 1
             pending.append(_Pending(index, canonical, marked, v, reservation))
         if pending:
             for p, outcome in zip(pending, await self._run(pending, send), strict=True):
-                outcomes[p.index] = self._finish_outcome(outcome)
-        done = [o for o in outcomes if o is not None]
+                outcomes[p.index] = outcome
+        done = [self._finish_outcome(o) for o in outcomes if o is not None]
         assert len(done) == len(items)
         return done
 

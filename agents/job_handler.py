@@ -33,30 +33,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
-from agents.audit import AuditLog, Decision, DecisionPath, Outcome
+from agents.audit import AuditLog, DecisionPath, Outcome
 from agents.deliveries import DeliveryLost, DeliveryStore
 from agents.errors import MetaToolError
-from agents.executor import ActionStatus, Execution, execute_plan
+from agents.executor import ActionStatus, execute_plan
 from agents.guard import Guard
-from agents.guard_calls import CallOutcome, CallStatus
 from agents.guard_rules import GuardScope
-from agents.log_anomaly_alert import AgentFailed, AlertDeps, AlertReport, IncidentHistory, run_alert_agent
+from agents.job_run import Disposition, JobResult, JobRun, classify, decision_of, page_floor
+from agents.log_anomaly_alert import AgentFailed, AlertDeps, IncidentHistory, run_alert_agent
 from agents.models import ModelRouter, UseRules, tier_for
-from agents.planner import ActionKind, Plan, PlanInput, PlannedAction, SkipReason, plan
+from agents.planner import Plan, PlanInput, PlannedAction, plan
 from agents.policy import Channel, Policy
 from agents.router_session import open_router_session
 from agents.triage import TriageModel, triage
-from agents.triage_rules import Action, TriageInput, TriageVerdict
+from agents.triage_rules import Action, TriageInput
 from detector.dedup_errors import DedupError
-from detector.models import Incident, NotificationJob, Severity
+from detector.models import Incident, NotificationJob
 from router.base import (
     Connection,
     ConnectionRequired,
@@ -79,23 +78,6 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
-class Disposition(StrEnum):
-    COMPLETE = "complete"
-    RETRY = "retry"
-    DEAD = "dead"
-    DEFER = "defer"
-    LOST = "lost"
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    disposition: Disposition
-    summary: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    defer_until: datetime | None = None
-    decision: Decision | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class HandlerOptions:
     """Timeouts and caps for one job's work."""
@@ -106,27 +88,6 @@ class HandlerOptions:
     call_timeout: float = 30.0
     max_calls: int = 16
     in_flight_grace: float = 60.0
-
-
-@dataclass(slots=True)
-class _Run:
-    """Scratch state of one job attempt, turned into its Decision at the end."""
-
-    job: NotificationJob
-    started: float
-    path: DecisionPath = DecisionPath.RULES
-    owner: str | None = None
-    verdict: TriageVerdict | None = None
-    plan: Plan | None = None
-    models: list[str] = field(default_factory=list)
-    fallbacks: list[str] = field(default_factory=list)
-    guards: list[Guard] = field(default_factory=list)
-    execution: Execution = field(default_factory=Execution)
-    report: AlertReport | None = None
-    offered: tuple[int, int] = (0, 0)
-    tokens: tuple[int, int, int] = (0, 0, 0)
-    cost: Decimal = Decimal(0)
-    links: dict[str, str] = field(default_factory=dict)
 
 
 class JobHandler:
@@ -164,7 +125,7 @@ class JobHandler:
         )
 
     async def handle(self, job: NotificationJob) -> JobResult:
-        run = _Run(job, time.perf_counter())
+        run = JobRun(job, time.perf_counter())
         incident: Incident | None = None
         try:
             incident = await self._incident_of(job)
@@ -185,7 +146,9 @@ class JobHandler:
             result = JobResult(Disposition.RETRY if exc.retryable else Disposition.DEAD, error=str(exc))
         if incident is None:
             return result
-        decision = self._decision(run, incident, result)
+        decision = decision_of(
+            run, incident, result, self._worker, (time.perf_counter() - run.started) * 1000.0
+        )
         try:
             await self._audit.record(decision)
         except RETRYABLE as exc:
@@ -194,7 +157,7 @@ class JobHandler:
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def _decide_and_act(self, run: _Run, incident: Incident) -> JobResult:
+    async def _decide_and_act(self, run: JobRun, incident: Incident) -> JobResult:
         job = run.job
         policy = self._policy.for_service(incident.project, incident.service)
         run.owner = owner = policy.owner
@@ -224,10 +187,10 @@ class JobHandler:
             await self._act_with_agent(run, scope, endpoint, first, plan_input, connections)
         else:
             await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
-        return self._classify(run, first)
+        return classify(run, first)
 
     async def _links(
-        self, owner: str, wanted: tuple[Channel, ...], connections: Mapping[str, Connection], run: _Run
+        self, owner: str, wanted: tuple[Channel, ...], connections: Mapping[str, Connection], run: JobRun
     ) -> None:
         """Connect links for wanted channels that are not connected (best effort)."""
         for channel in wanted:
@@ -238,14 +201,14 @@ class JobHandler:
                 except RouterError as exc:
                     log.warning("no connect link for %s/%s: %s", owner, channel.value, type(exc).__name__)
 
-    def _guard(self, run: _Run, scope: GuardScope, path: str) -> Guard:
+    def _guard(self, run: JobRun, scope: GuardScope, path: str) -> Guard:
         guard = Guard(scope, self._deliveries, path=path, in_flight_grace=self.options.in_flight_grace)
         run.guards.append(guard)
         return guard
 
     async def _act_with_rules(
         self,
-        run: _Run,
+        run: JobRun,
         scope: GuardScope,
         endpoint: Any,
         first: Plan,
@@ -277,7 +240,7 @@ class JobHandler:
 
     async def _act_with_agent(
         self,
-        run: _Run,
+        run: JobRun,
         scope: GuardScope,
         endpoint: Any,
         first: Plan,
@@ -327,143 +290,17 @@ class JobHandler:
         run.report = done.report
         self._account(run, done.models, done.usage, done.cost, done.offered)
         run.links.update(guard.connect_links)
-        floor = page_floor(first, incident, any(o.done for o in guard.outcomes))
+        sent_by_agent = {o.verdict.key for o in guard.outcomes if o.done}
+        floor = page_floor(first, incident, bool(sent_by_agent))
+        floor = tuple(a for a in floor if a.idempotency_key not in sent_by_agent)
         if floor:
-            floor_scope = replace(scope, max_calls=scope.max_calls + 2 * len(floor))
-            await self._act_with_rules(run, floor_scope, endpoint, first, plan_input, connections, only=floor)
+            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections, only=floor)
             sent = [r for r in run.execution.results if r.status is ActionStatus.SENT]
             run.fallbacks.extend(f"floor:{r.action.kind.value}" for r in sent)
 
-    def _account(self, run: _Run, models: tuple[str, ...], usage: Any, cost: Decimal, offered: Any) -> None:
+    def _account(self, run: JobRun, models: tuple[str, ...], usage: Any, cost: Decimal, offered: Any) -> None:
         run.models.extend(m for m in models if m not in run.models)
         requests, inp, out = run.tokens
         run.tokens = (requests + usage.requests, inp + usage.input_tokens, out + usage.output_tokens)
         run.cost += cost
         run.offered = (offered.tools, offered.schema_tokens)
-
-    # --- classifying and recording ------------------------------------------------------------
-
-    def _classify(self, run: _Run, first: Plan) -> JobResult:
-        summary = _summary(run)
-        final = run.plan or first
-        last = _last_by_key(run.guards)
-        pending = [
-            str(o.error or o.error_code)
-            for o in last.values()
-            if o.status is CallStatus.FAILED and o.retryable
-        ]
-        pending += [str(r.error or r.error_code) for r in run.execution.retryable_failures]
-        if pending:
-            return JobResult(
-                Disposition.RETRY, summary, error="retryable failures: " + "; ".join(pending)[:800]
-            )
-        delivered = bool(run.execution.delivered) or any(o.done for o in last.values())
-        if not delivered:
-            failures = run.execution.permanent_failures
-            if failures:
-                errors = "; ".join(str(r.error) for r in failures)[:800]
-                return JobResult(Disposition.DEAD, summary, error=f"permanent failures: {errors}")
-            unconnected = any(s.reason is SkipReason.NOT_CONNECTED for s in final.skipped)
-            if final.undelivered and final.resume_at is None and unconnected:
-                error = "nothing deliverable: no allowed channel is connected (connect links recorded)"
-                return JobResult(Disposition.RETRY, summary, error=error)
-        if final.resume_at is not None:
-            return JobResult(Disposition.DEFER, summary, "held by quiet hours", defer_until=final.resume_at)
-        return JobResult(Disposition.COMPLETE, summary)
-
-    def _decision(self, run: _Run, incident: Incident, result: JobResult) -> Decision:
-        outcome = {
-            Disposition.COMPLETE: Outcome.DELIVERED,
-            Disposition.RETRY: Outcome.RETRY,
-            Disposition.DEAD: Outcome.FAILED,
-            Disposition.DEFER: Outcome.HELD,
-            Disposition.LOST: Outcome.LOST,
-        }[result.disposition]
-        if result.summary.get("outcome") == Outcome.NOTHING_TO_DO.value:
-            outcome = Outcome.NOTHING_TO_DO
-        verdict = run.verdict
-        requests, inp, out = run.tokens
-        return Decision(
-            job_id=run.job.id,
-            incident_id=incident.id,
-            job_kind=run.job.kind,
-            attempt=run.job.attempts,
-            worker=self._worker,
-            path=run.path,
-            outcome=outcome,
-            latency_ms=(time.perf_counter() - run.started) * 1000.0,
-            owner=run.owner,
-            verdict={} if verdict is None else _verdict_json(verdict),
-            models=tuple(run.models),
-            tools_offered=run.offered[0],
-            tool_schema_tokens=run.offered[1],
-            tool_calls=tuple(r.to_json() for g in run.guards for r in g.records),
-            output=_summary(run),
-            fallbacks=tuple(run.fallbacks),
-            connect_links=dict(run.links),
-            error=result.error,
-            requests=requests,
-            input_tokens=inp,
-            output_tokens=out,
-            cost_usd=run.cost,
-        )
-
-
-def _last_by_key(guards: list[Guard]) -> dict[str, CallOutcome]:
-    """Each action's latest outcome in this attempt (a later call of the same key supersedes)."""
-    last: dict[str, CallOutcome] = {}
-    for guard in guards:
-        for outcome in guard.outcomes:
-            if outcome.verdict.key is not None:
-                last[outcome.verdict.key] = outcome
-    return last
-
-
-def page_floor(first: Plan, incident: Incident, agent_delivered: bool) -> tuple[PlannedAction, ...]:
-    """What the rules still execute after a successful agent run: on a critical incident the
-    plan's page (the PagerDuty trigger, or the notification standing in for it); and the whole
-    plan when the agent delivered nothing although triage wanted someone told."""
-    if not agent_delivered:
-        return first.actions
-    if incident.severity is not Severity.CRITICAL:
-        return ()
-    return tuple(
-        a
-        for a in first.actions
-        if a.kind is ActionKind.PAGERDUTY_TRIGGER or a.fallback_for is Channel.PAGERDUTY
-    )
-
-
-def _verdict_json(v: TriageVerdict) -> dict[str, Any]:
-    return {
-        "action": v.action.value,
-        "channels": [c.value for c in v.channels],
-        "urgency": v.urgency.value,
-        "rationale": v.rationale,
-        "path": v.path.value,
-        "reason": v.reason,
-        "fallback": v.fallback,
-    }
-
-
-def _summary(run: _Run) -> dict[str, Any]:
-    final = run.plan
-    summary: dict[str, Any] = {
-        "path": run.path.value,
-        "deliveries": [r.to_json() for r in run.execution.results],
-        "agent_calls": [
-            {"tool": o.slug, "status": o.status.value, "ref": o.external_ref}
-            for g in run.guards
-            if g.path == "agent"
-            for o in g.outcomes
-        ],
-    }
-    if final is not None:
-        summary["skipped"] = [{"channel": s.channel.value, "reason": s.reason.value} for s in final.skipped]
-        if final.resume_at is not None:
-            summary["resume_at"] = final.resume_at.isoformat()
-    if run.report is not None:
-        summary["agent_report"] = run.report.model_dump()
-    if run.links:
-        summary["connect_links"] = dict(run.links)
-    return summary

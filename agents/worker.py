@@ -44,7 +44,8 @@ import asyncpg
 
 from agents.audit import AuditLog, Decision
 from agents.deliveries import DeliveryStore
-from agents.job_handler import Disposition, HandlerOptions, JobHandler, JobResult
+from agents.job_handler import HandlerOptions, JobHandler
+from agents.job_run import Disposition, JobResult
 from agents.models import ModelRouter
 from agents.policy import Policy
 from detector.dedup_errors import DedupError, LeaseLost

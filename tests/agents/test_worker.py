@@ -8,7 +8,7 @@ import pytest
 
 from agents.audit import AuditLog, DecisionPath, Outcome
 from agents.deliveries import DeliveryStore
-from agents.job_handler import Disposition
+from agents.job_run import Disposition
 from detector.models import EventKind, JobKind, JobStatus
 from router.sandbox import SandboxServer
 from tests.agents.support import actions_sent, claim, make_worker

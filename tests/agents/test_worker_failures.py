@@ -14,7 +14,8 @@ import pytest
 
 from agents.audit import AuditLog, Outcome
 from agents.deliveries import DeliveryStore, Reservation
-from agents.job_handler import Disposition, HandlerOptions
+from agents.job_handler import HandlerOptions
+from agents.job_run import Disposition
 from agents.policy_file import parse_policy
 from detector.dedup import DedupConfig
 from detector.models import JobStatus, NotificationJob
