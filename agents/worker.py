@@ -164,12 +164,20 @@ class Worker:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Lease and handle jobs until ``stop`` is set or :meth:`shutdown` is called."""
-        while not self._stopping.is_set() and not (stop is not None and stop.is_set()):
+
+        def stopped() -> bool:
+            return self._stopping.is_set() or (stop is not None and stop.is_set())
+
+        while not stopped():
             await self._slots.acquire()
             free = 1
             while free < self.concurrency and not self._slots.locked():
                 await self._slots.acquire()
                 free += 1
+            if stopped():  # shutdown began while every slot was busy
+                for _ in range(free):
+                    self._slots.release()
+                break
             try:
                 jobs = await self.outbox.lease(free, self.lease_for)
             except DedupError as exc:
