@@ -45,6 +45,7 @@ from agents.models import MODEL_FAILURES, ModelLease
 from agents.notification_text import quote_log, slack_text, ticket_text, title
 from agents.planner import PriorDelivery
 from agents.policy import CHANNEL_ORDER, Channel, JiraTarget, PagerDutyTarget, ServicePolicy, SlackTarget
+from agents.router_session import shared_ssl_context
 from agents.tool_catalog import TOOLS, Tool, incident_key
 from agents.triage_rules import TriageVerdict
 from detector.models import Incident, IncidentStatus, JobKind
@@ -300,6 +301,7 @@ async def run_alert_agent(
         init_timeout=init_timeout,
         read_timeout=read_timeout,
         max_retries=1,
+        verify=shared_ssl_context(),
     )
     offered = OfferedTools(CombinedToolset([GuardedToolset(mcp, guard=guard), local_tools()]))
     usage = RunUsage()
