@@ -98,32 +98,19 @@ async def single_claims(dsn: str, concurrencies: list[int], seconds: float) -> N
     print(f"{'conc':>4}  {'operation':<36} {'ops/s':>9} {'p50 ms':>9} {'p99 ms':>9} p99 vs SELECT 1")
     for conc in concurrencies:
         tag = next(_ids)
+        # one pool at a time: 2 x 64 connections would exceed a default max_connections
         pool = await make_pool(dsn, conc, default_reset=False)
-        plain = await make_pool(dsn, conc, default_reset=True)
         try:
             await pool.execute("CREATE TABLE IF NOT EXISTS bench_commit (n bigint)")
             rate, lat = await measure(conc, seconds, lambda i, p=pool: p.fetchval("SELECT 1"))
             base = pct(lat, 0.99) * 1e3
             row(conc, "SELECT 1 (pool, no reset)", rate, lat, None)
-            rate, lat = await measure(conc, seconds, lambda i, p=plain: p.fetchval("SELECT 1"))
-            plain_base = pct(lat, 0.99) * 1e3
-            row(conc, "SELECT 1 (asyncpg default reset)", rate, lat, None)
             rate, lat = await measure(
                 conc, seconds, lambda i, p=pool: p.execute("INSERT INTO bench_commit VALUES ($1)", i)
             )
             row(conc, "INSERT one row + commit (floor)", rate, lat, base)
-
-            for name, target, config, base_p99 in (
-                ("claim storm (pre-check)", pool, DedupConfig(precheck=True), base),
-                ("claim storm (one statement)", pool, DedupConfig(precheck=False), base),
-                ("claim storm (default reset)", plain, DedupConfig(precheck=False), plain_base),
-            ):
-                dedup = Dedup(target, config)
-                storm = [anomaly(f"storm-{tag}-{name}-{i}") for i in range(int(seconds * 8_000))]
-                rate, lat = await measure(
-                    conc, seconds, lambda i, d=dedup, s=storm: d.claim(s[(i // 4) % len(s)])
-                )
-                row(conc, name, rate, lat, base_p99)
+            for name, precheck in (("claim storm (one statement)", False), ("claim storm (pre-check)", True)):
+                await storm(pool, conc, seconds, f"{tag}-{precheck}", name, precheck, base)
 
             dedup = Dedup(pool, DedupConfig(precheck=False))
             fresh = [anomaly(f"new-{tag}-{i}") for i in range(int(seconds * 15_000))]
@@ -133,16 +120,33 @@ async def single_claims(dsn: str, concurrencies: list[int], seconds: float) -> N
             known = [anomaly(f"dup-{tag}-{i}") for i in range(1000)]
             await Dedup(pool, DedupConfig(window=3600)).claim_many(known)
             for name, precheck in (
-                ("claim duplicate (pre-check)", True),
                 ("claim duplicate (one statement)", False),
+                ("claim duplicate (pre-check)", True),
             ):
                 held = Dedup(pool, DedupConfig(window=3600, precheck=precheck))
                 rate, lat = await measure(conc, seconds, lambda i, h=held, k=known: h.claim(k[i % len(k)]))
                 row(conc, name, rate, lat, base)
+            await pool.execute("DROP TABLE bench_commit")
         finally:
-            await pool.execute("DROP TABLE IF EXISTS bench_commit")
             await pool.close()
+        plain = await make_pool(dsn, conc, default_reset=True)
+        try:
+            rate, lat = await measure(conc, seconds, lambda i, p=plain: p.fetchval("SELECT 1"))
+            row(conc, "SELECT 1 (asyncpg default reset)", rate, lat, None)
+            name = "claim storm (default reset)"
+            await storm(plain, conc, seconds, f"{tag}-plain", name, False, pct(lat, 0.99) * 1e3)
+        finally:
             await plain.close()
+
+
+async def storm(
+    pool: asyncpg.Pool, conc: int, seconds: float, tag: str, name: str, precheck: bool, base_p99: float
+) -> None:
+    """Every anomaly claimed 4 times in a row (4 processors): 1 new incident, 3 duplicates."""
+    dedup = Dedup(pool, DedupConfig(precheck=precheck))
+    anomalies = [anomaly(f"storm-{tag}-{i}") for i in range(int(seconds * 8_000))]
+    rate, lat = await measure(conc, seconds, lambda i: dedup.claim(anomalies[(i // 4) % len(anomalies)]))
+    row(conc, name, rate, lat, base_p99)
 
 
 async def batch_claims(dsn: str, seconds: float) -> None:

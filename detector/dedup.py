@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -43,7 +44,17 @@ from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK
 from detector.models import AnomalyEvent, EventKind, JobKind, Severity, Signal, fingerprint
 
 Executor = asyncpg.Pool | asyncpg.Connection
-"""Where statements run: a pool (the usual case) or one connection."""
+"""Where statements run: a pool (the usual case) or one connection outside any transaction."""
+
+
+def own_transaction(db: Executor) -> Executor:
+    """``db``, refused if it is a connection inside a transaction block: every claim, outbox call
+    and operator action must be its own transaction, or its row locks would be held until the
+    caller commits (the pool-starving, alert-losing failure this design exists to avoid)."""
+    in_transaction = getattr(db, "is_in_transaction", None)
+    if in_transaction is not None and in_transaction():
+        raise ValueError("pass a pool, or a connection that is not inside a transaction block")
+    return db
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,7 @@ class Dedup:
     """Claims anomalies against PostgreSQL. Safe to share between tasks and processes."""
 
     def __init__(self, db: Executor, config: DedupConfig | None = None) -> None:
-        self._db = db
+        self._db = own_transaction(db)
         self.config = config if config is not None else DedupConfig()
 
     async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
@@ -110,54 +121,58 @@ class Dedup:
             with translated("claim"):
                 seen = await self._db.fetchrow(PRECHECK, args[0], args[4], args[5])
             if seen is not None and seen["reason"] is not None:
-                return _result(seen, anomaly.fingerprint)
-        return (await self._claim(CLAIM_ONE, [args], [anomaly]))[0]
+                return _result(seen["reason"], seen["incident_id"], None, None, anomaly.fingerprint)
+        return (await self._claim(CLAIM_ONE, args, [anomaly]))[0]
 
     async def claim_many(self, anomalies: Sequence[AnomalyEvent]) -> list[ClaimResult]:
         """Claim a batch in one statement; results are in input order. Anomalies for the same
         fingerprint are applied in their order in the batch, exactly as if claimed one by one."""
         if not anomalies:
             return []
-        columns = _columns(anomalies)
-        rows = [[col[i] for col in columns] for i in range(len(anomalies))]
-        return await self._claim(CLAIM_MANY, rows, anomalies)
+        return await self._claim(CLAIM_MANY, _columns(anomalies), anomalies)
 
     async def _claim(
-        self, sql: str, args: list[list[object]], anomalies: Sequence[AnomalyEvent]
+        self, sql: str, columns: list[Any], anomalies: Sequence[AnomalyEvent]
     ) -> list[ClaimResult]:
-        """Run ``sql`` for ``args`` (one argument row per anomaly), again for the anomalies that
-        came back as ``retry``, until every anomaly has its result."""
+        """Run ``sql`` (CLAIM_ONE with scalar ``columns``, CLAIM_MANY with one list per column),
+        again for the anomalies that came back as ``retry``, until every anomaly has a result."""
+        own_transaction(self._db)
         results: list[ClaimResult | None] = [None] * len(anomalies)
-        pending = list(range(len(anomalies)))
+        pending: Sequence[int] = range(len(anomalies))
+        params = columns
         cfg = self.config
         for _ in range(_RACE_RETRIES):
-            if sql is CLAIM_ONE:
-                params: list[object] = list(args[0])
-            else:
-                params = [[args[i][c] for i in pending] for c in range(len(args[0]))]
             with translated("claim"):
                 rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval)
             retry: list[int] = []
-            for index, row in zip(pending, rows, strict=True):
-                if row["reason"] == "retry":
+            for index, (reason, incident_id, job_id, job_kind) in zip(pending, rows, strict=True):
+                if reason == "retry":
                     retry.append(index)
                 else:
-                    results[index] = _result(row, anomalies[index].fingerprint)
+                    fp = anomalies[index].fingerprint
+                    results[index] = _result(reason, incident_id, job_id, job_kind, fp)
             if not retry:
-                return [r for r in results if r is not None]
+                return cast("list[ClaimResult]", results)  # every slot is filled by now
             pending = retry
+            if sql is CLAIM_MANY:
+                params = [[col[i] for i in retry] for col in columns]
         raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
 
 
-def _result(row: asyncpg.Record, fp: str) -> ClaimResult:
-    reason = ClaimReason(row["reason"])
-    kind = row.get("job_kind")
+_REASONS = {r.value: r for r in ClaimReason}
+_KINDS = {k.value: k for k in JobKind}
+
+
+def _result(
+    reason: str, incident_id: int | None, job_id: int | None, job_kind: str | None, fp: str
+) -> ClaimResult:
+    named = _REASONS[reason]
     return ClaimResult(
-        reason=reason,
+        reason=named,
         fingerprint=fp,
-        incident_id=None if reason is ClaimReason.NOTHING_OPEN else row["incident_id"],
-        job_id=row.get("job_id"),
-        job_kind=None if kind is None else JobKind(kind),
+        incident_id=None if named is ClaimReason.NOTHING_OPEN else incident_id,
+        job_id=job_id,
+        job_kind=None if job_kind is None else _KINDS[job_kind],
     )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from detector.dedup import DedupConfig, Executor
+from detector.dedup import DedupConfig, Executor, own_transaction
 from detector.dedup_errors import IncidentNotFound, translated
 from detector.models import AnomalyEvent, Incident, IncidentStatus, Severity, Signal
 
@@ -103,7 +103,7 @@ class Incidents:
     """Reads incidents and applies operator actions. Safe to share between tasks."""
 
     def __init__(self, db: Executor, config: DedupConfig | None = None) -> None:
-        self._db = db
+        self._db = own_transaction(db)
         self.config = config if config is not None else DedupConfig()
 
     async def get(self, incident_id: int) -> Incident:
@@ -142,6 +142,7 @@ class Incidents:
     async def _act(self, sql: str, action: str, incident_id: int, by: str, *extra: object) -> ActionResult:
         if not by or "\x00" in by:
             raise ValueError("by must name who acts (non-empty, no NUL)")
+        own_transaction(self._db)
         with translated(action):
             row = await self._db.fetchrow(sql, incident_id, by, *extra)
         if row is None:

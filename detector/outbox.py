@@ -7,7 +7,8 @@ example ``host:pid:random``):
 - ``lease(n, lease_for)`` → up to ``n`` jobs, oldest first, locked with ``FOR UPDATE SKIP LOCKED``
   so concurrent workers never get the same job. A job is due when it is ``pending`` and its
   ``next_attempt_at`` has passed, or ``leased`` and its lease has expired (its worker died or
-  hung: the lease is taken over). Jobs of one incident go strictly in order: a job is not handed
+  hung: the lease is taken over; a leased job's ``next_attempt_at`` is its lease's expiry, the
+  time anyone may next attempt it). Jobs of one incident go strictly in order: a job is not handed
   out while an older job of the same incident is pending or leased (a resolve never overtakes its
   open). Each lease increments ``attempts`` and ``lease_token`` and sets ``lease_owner`` and
   ``lease_expires_at = now() + lease_for``. An expired lease that had already used
@@ -42,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from detector.dedup import DedupConfig, Executor
+from detector.dedup import DedupConfig, Executor, own_transaction
 from detector.dedup_errors import LeaseLost, translated
 from detector.incidents import Incidents
 from detector.models import Incident, JobKind, JobStatus, NotificationJob
@@ -56,22 +57,15 @@ _EARLIER_UNFINISHED = """NOT EXISTS (
 
 _EXHAUSTED = "(j.status = 'leased' AND j.attempts >= $4)"
 
-# $1 n, $2 owner, $3 lease seconds, $4 max attempts.
+# $1 n, $2 owner, $3 lease seconds, $4 max attempts. A job is due when next_attempt_at has
+# passed: for a pending job that is its (retry) time, for a leased one the lease's expiry.
 LEASE = f"""
-WITH expired AS (
+WITH picked AS (
     SELECT j.id FROM notification_jobs j
-    WHERE j.status = 'leased' AND j.lease_expires_at <= now() AND {_EARLIER_UNFINISHED}
-    ORDER BY j.lease_expires_at
-    LIMIT $1
-    FOR UPDATE OF j SKIP LOCKED
-), due AS (
-    SELECT j.id FROM notification_jobs j
-    WHERE j.status = 'pending' AND j.next_attempt_at <= now() AND {_EARLIER_UNFINISHED}
+    WHERE j.status IN ('pending', 'leased') AND j.next_attempt_at <= now() AND {_EARLIER_UNFINISHED}
     ORDER BY j.next_attempt_at, j.id
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
-), picked AS (
-    SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) u ORDER BY id LIMIT $1
 )
 UPDATE notification_jobs j
 SET status = CASE WHEN {_EXHAUSTED} THEN 'dead' ELSE 'leased' END,
@@ -80,6 +74,8 @@ SET status = CASE WHEN {_EXHAUSTED} THEN 'dead' ELSE 'leased' END,
     lease_token = CASE WHEN {_EXHAUSTED} THEN j.lease_token ELSE j.lease_token + 1 END,
     lease_expires_at = CASE WHEN {_EXHAUSTED} THEN NULL
                             ELSE now() + make_interval(secs => $3::float8) END,
+    next_attempt_at = CASE WHEN {_EXHAUSTED} THEN j.next_attempt_at
+                           ELSE now() + make_interval(secs => $3::float8) END,
     last_error = CASE WHEN {_EXHAUSTED}
                       THEN 'dead-lettered: the lease expired on every one of '
                            || j.attempts || ' attempts (last error: '
@@ -138,7 +134,8 @@ RETURNING {_COLUMNS}
 # $4 lease seconds.
 EXTEND = f"""
 UPDATE notification_jobs
-SET lease_expires_at = now() + make_interval(secs => $4::float8), updated_at = now()
+SET lease_expires_at = now() + make_interval(secs => $4::float8),
+    next_attempt_at = now() + make_interval(secs => $4::float8), updated_at = now()
 WHERE {_FENCE}
 RETURNING {_COLUMNS}
 """
@@ -150,6 +147,7 @@ WHERE id = $1 AND status = 'dead'
 RETURNING {_COLUMNS}
 """
 
+UNFINISHED = "SELECT count(*) FROM notification_jobs WHERE status IN ('pending', 'leased')"
 LIST = f"""
 SELECT {_COLUMNS} FROM notification_jobs
 WHERE ($1::bigint IS NULL OR incident_id = $1)
@@ -169,7 +167,7 @@ class Outbox:
     def __init__(self, db: Executor, owner: str, config: DedupConfig | None = None) -> None:
         if not owner or "\x00" in owner:
             raise ValueError("owner must name the worker (non-empty, no NUL)")
-        self._db = db
+        self._db = own_transaction(db)
         self.owner = owner
         self.config = config if config is not None else DedupConfig()
 
@@ -179,6 +177,7 @@ class Outbox:
             raise ValueError(f"n must be >= 1, got {n}")
         if not lease_for > 0:
             raise ValueError(f"lease_for must be > 0 seconds, got {lease_for}")
+        own_transaction(self._db)
         with translated("lease jobs"):
             rows = await self._db.fetch(LEASE, n, self.owner, lease_for, self.config.max_attempts)
         jobs = [job_from_row(r) for r in rows]
@@ -250,9 +249,16 @@ class Outbox:
             )
         return [job_from_row(r) for r in rows]
 
+    async def unfinished(self) -> int:
+        """Jobs not yet done, dead or cancelled (pending, including held ones, or leased)."""
+        with translated("count jobs"):
+            count: int = await self._db.fetchval(UNFINISHED)
+        return count
+
     async def _fenced(self, sql: str, action: str, job: NotificationJob, *args: object) -> NotificationJob:
         if job.lease_owner != self.owner:
             raise LeaseLost(f"{action}: job {job.id} was not leased by this worker ({self.owner!r})")
+        own_transaction(self._db)
         with translated(action):
             row = await self._db.fetchrow(sql, job.id, self.owner, job.lease_token, *args)
         if row is None:

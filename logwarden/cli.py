@@ -19,6 +19,13 @@ COMMAND_MODULES = (
     "logwarden.commands.db",
     "logwarden.commands.agents",
     "logwarden.commands.sandbox_router",
+    "logwarden.commands.connect",
+    "logwarden.commands.connections",
+    "logwarden.commands.generate",
+    "logwarden.commands.score",
+    "logwarden.commands.replay",
+    "logwarden.commands.run",
+    "logwarden.commands.demo",
 )
 
 

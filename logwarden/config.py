@@ -8,14 +8,19 @@ values from a :class:`Settings` instance and never looks at ``os.environ`` itsel
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from detector.config import DetectorConfig
+from router.base import DEFAULT_TOOLKITS
 
 ENV_PREFIX = "LOGWARDEN_"
 
@@ -25,6 +30,23 @@ class ConfigError(Exception):
 
 
 _MODEL_NAME = re.compile(r"^(test|[a-z][a-z0-9-]*:[A-Za-z0-9._:/@-]+)$")
+_TOOLKIT_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _toolkit(raw: str) -> str:
+    slug = raw.strip().lower()
+    if not _TOOLKIT_SLUG.match(slug):
+        raise ValueError(f"{raw.strip()!r} is not a toolkit slug (letters, digits, _ and -)")
+    return slug
 
 
 def _default_data_dir() -> Path:
@@ -39,6 +61,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        env_nested_delimiter="__",
     )
 
     database_url: SecretStr | None = None
@@ -60,6 +83,41 @@ class Settings(BaseSettings):
     db_command_timeout: float = Field(default=30.0, gt=0, le=3600)
     """Seconds any single SQL statement may take before it is cancelled."""
 
+    composio_api_key: SecretStr | None = None
+    """Composio project API key. Set: tool-router sessions go through the Composio Tool Router;
+    unset (or empty): the local sandbox router is used."""
+
+    composio_base_url: str = "https://backend.composio.dev"
+    """Composio API origin. Must be ``https://`` (``http://`` only for a loopback host)."""
+
+    composio_timeout: float = Field(default=15.0, gt=0, le=300)
+    """Seconds any one Composio API request may take (the SDK's default is no timeout at all)."""
+
+    composio_max_retries: int = Field(default=2, ge=0, le=10)
+    """How often the Composio SDK retries a failed read (timeouts, connection errors, 429, 5xx)."""
+
+    router_toolkits: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TOOLKITS
+    """Toolkits every user's tool-router session enables, comma-separated
+    (default ``slack,jira,pagerduty``). Changing the set gives every user a new session."""
+
+    composio_auth_configs: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Optional Composio auth config per toolkit, ``toolkit=ac_id`` pairs, comma-separated (e.g.
+    ``slack=ac_123,jira=ac_456``): sessions and connect links use these OAuth apps instead of
+    Composio-managed ones. Each toolkit must be in ``LOGWARDEN_ROUTER_TOOLKITS``."""
+
+    composio_manage_connections: bool = True
+    """Expose the router's COMPOSIO_MANAGE_CONNECTIONS meta-tool in sessions, so an agent can
+    hand a user the connect link of a toolkit they have not connected."""
+
+    connect_callback_url: str | None = None
+    """Where OAuth sends the user after connecting a toolkit (``http(s)://``). Unset: the
+    provider's own confirmation page."""
+
+    connect_timeout: float = Field(default=300.0, gt=0, le=86400)
+    """Default seconds ``logwarden connect`` waits for the user to finish OAuth."""
+
+    connect_poll_interval: float = Field(default=2.0, gt=0, le=60)
+    """Seconds between connection-status checks while waiting for OAuth to finish."""
     dedup_window: float = Field(default=5.0, ge=0, le=3600)
     """Seconds after a change to an incident during which another claim for the same
     fingerprint is a duplicate; a recovery's resolve page is held this long so a flap can cancel
@@ -81,6 +139,46 @@ class Settings(BaseSettings):
     dedup_precheck: bool = False
     """Answer single claims with a read-only statement first: cheaper duplicates, but claims that
     write take two round trips (see the README's dedup benchmark before turning it on)."""
+
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    """Detector thresholds, one variable per field: ``LOGWARDEN_DETECTOR__<FIELD>`` (e.g.
+    ``LOGWARDEN_DETECTOR__Z_THRESHOLD=6``); the fields and defaults are in ``detector/config.py``
+    and the README. ``windows`` is structural and not set from the environment."""
+
+    processor_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    """This processor's id (detector snapshots, job leases). Default: the host name. Give every
+    ``logwarden run`` sharing one database its own id."""
+
+    http_host: str = "127.0.0.1"
+    """Address the HTTP API listens on (``0.0.0.0`` to accept collectors from other hosts)."""
+
+    http_port: int = Field(default=4318, ge=0, le=65535)
+    """HTTP API port; 4318 is the OTLP/HTTP default, so collectors and SDKs export here as is."""
+
+    ingest_token: SecretStr | None = None
+    """Bearer token required on ``/v1/logs``, ``/ingest`` and ``/incidents`` (unset: none)."""
+
+    max_body_bytes: int = Field(default=16 << 20, ge=1024, le=1 << 30)
+    """Largest request body, compressed or decompressed; larger bodies get 413."""
+
+    max_backlog: int = Field(default=10_000, ge=1, le=10_000_000)
+    """Anomaly events waiting to be claimed before ingestion answers 503 (PostgreSQL slow)."""
+
+    snapshot_interval: float = Field(default=30.0, gt=0, le=86400)
+    """Seconds between detector state snapshots (one is always taken at shutdown)."""
+
+    reclaim_interval: float = Field(default=60.0, gt=0, le=86400)
+    """Seconds between re-claims of anomalies that are still ongoing, which keep their incident's
+    last-seen time current and let the repeat interval page again."""
+
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    """Notification jobs one processor handles at once."""
+
+    log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+    """debug, info, warning or error."""
+
+    log_format: str = Field(default="auto", pattern=r"^(auto|json|text)$")
+    """auto (JSON when stderr is not a terminal), json or text."""
 
     test_database_url: SecretStr | None = None
     """Tests only: a PostgreSQL server (admin URL) the test suite creates its databases on.
@@ -203,6 +301,60 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// or postgres:// URL")
         return SecretStr(raw)
 
+    @field_validator("composio_api_key")
+    @classmethod
+    def _blank_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("composio_base_url")
+    @classmethod
+    def _api_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("must use https:// (http:// is allowed only for a loopback host)")
+        return value.strip().rstrip("/")
+
+    @field_validator("connect_callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("router_toolkits", mode="before")
+    @classmethod
+    def _toolkit_list(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        slugs = tuple(dict.fromkeys(_toolkit(str(item)) for item in items if str(item).strip()))
+        if not slugs:
+            raise ValueError("must name at least one toolkit")
+        return slugs
+
+    @field_validator("composio_auth_configs", mode="before")
+    @classmethod
+    def _auth_config_pairs(cls, value: Any, info: Any) -> dict[str, str]:
+        if isinstance(value, str):
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                toolkit, sep, config_id = item.partition("=")
+                if not sep or not config_id.strip():
+                    raise ValueError(f"{item!r} is not toolkit=auth_config_id")
+                pairs[_toolkit(toolkit)] = config_id.strip()
+        else:
+            pairs = {_toolkit(str(k)): str(v).strip() for k, v in dict(value).items()}
+        toolkits = info.data.get("router_toolkits")
+        unknown = sorted(set(pairs) - set(toolkits)) if isinstance(toolkits, tuple) else []
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in LOGWARDEN_ROUTER_TOOLKITS")
+        return pairs
+
     @field_validator("db_pool_max_size")
     @classmethod
     def _max_at_least_min(cls, value: int, info: Any) -> int:
@@ -221,12 +373,19 @@ def _secret_fields() -> frozenset[str]:
 _SECRET_FIELDS = _secret_fields()
 
 
+_NESTED_FIELD = re.compile(r"^(?:DetectorConfig)\.([a-z_]+) ")
+
+
 def _describe(error: dict[str, Any]) -> str:
-    field = ".".join(str(part) for part in error.get("loc", ())) or "?"
-    name = ENV_PREFIX + field.split(".")[0].upper()
+    loc = [str(part) for part in error.get("loc", ())] or ["?"]
+    field = ".".join(loc)
     message = str(error.get("msg", "invalid value"))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    nested = _NESTED_FIELD.match(message)
+    if len(loc) == 1 and nested is not None:
+        loc.append(nested.group(1))
+    name = ENV_PREFIX + "__".join(loc).upper()
     shown = ""
     if field.split(".")[0] not in _SECRET_FIELDS and "input" in error:
         shown = f" (got {error['input']!r})"

@@ -64,14 +64,14 @@ def with_database(dsn: str, name: str) -> str:
 
 def start_embedded(data_dir: Path) -> Database:
     """Start (or attach to) the embedded PostgreSQL cluster under ``data_dir``."""
-    import pgserver  # imported lazily: only the embedded path needs it
-
     pgdata = data_dir / "pgdata"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers); the fallback is fine.
             warnings.simplefilter("ignore", UserWarning)
+            import pgserver  # imported lazily: only the embedded path needs it
+
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     except Exception as exc:  # pgserver raises bare exceptions from subprocess failures
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc

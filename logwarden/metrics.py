@@ -53,6 +53,8 @@ class _Metric:
 @dataclass
 class Counter(_Metric):
     values: dict[LabelValues, float] = field(default_factory=dict)
+    collector: Callable[[], Iterable[tuple[LabelValues, float]]] | None = None
+    """When set, called at render time for totals kept elsewhere (e.g. the detector's counters)."""
 
     def inc(self, *labels: str, by: float = 1.0) -> None:
         if by < 0:
@@ -67,7 +69,8 @@ class Counter(_Metric):
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        for key, value in sorted(self.values.items()):
+        values = dict(self.collector()) if self.collector is not None else self.values
+        for key, value in sorted(values.items()):
             yield f"{self.name}{_labels(self.labelnames, key)} {_fmt(value)}"
 
 

@@ -33,7 +33,6 @@ ALTER SEQUENCE incidents_id_seq OWNED BY incidents.id;
 -- At most one unresolved (open or acknowledged) incident per fingerprint.
 CREATE UNIQUE INDEX incidents_one_unresolved_per_fingerprint
     ON incidents (fingerprint) WHERE status <> 'resolved';
-CREATE INDEX incidents_by_status ON incidents (status, id);
 CREATE INDEX incidents_by_subject ON incidents (project, service, id);
 
 -- One row per fingerprint ever claimed: the state every claim decides on, under its row lock.
@@ -55,6 +54,8 @@ CREATE TABLE incident_claims (
 CREATE SEQUENCE notification_jobs_id_seq AS bigint;
 
 -- The outbox. Rows are never deleted: done, dead (dead-lettered) and cancelled rows stay visible.
+-- Indexes are few on purpose: a claim statement touches every table and index here, and more
+-- than 16 relations overflow PostgreSQL's fast-path locks (measured: LockManager contention).
 CREATE TABLE notification_jobs (
     id               bigint      PRIMARY KEY DEFAULT nextval('notification_jobs_id_seq'),
     incident_id      bigint      NOT NULL REFERENCES incidents (id),
@@ -79,7 +80,8 @@ ALTER SEQUENCE notification_jobs_id_seq OWNED BY notification_jobs.id;
 -- An incident is opened (paged) once.
 CREATE UNIQUE INDEX notification_jobs_one_open_per_incident
     ON notification_jobs (incident_id) WHERE kind = 'open';
-CREATE INDEX notification_jobs_due ON notification_jobs (next_attempt_at, id) WHERE status = 'pending';
-CREATE INDEX notification_jobs_leases ON notification_jobs (lease_expires_at) WHERE status = 'leased';
+-- The queue: a job is due at next_attempt_at, which for a leased job is when its lease expires.
+CREATE INDEX notification_jobs_queue ON notification_jobs (next_attempt_at, id)
+    WHERE status IN ('pending', 'leased');
 CREATE INDEX notification_jobs_by_incident ON notification_jobs (incident_id, id);
 CREATE INDEX notification_jobs_dead ON notification_jobs (id) WHERE status = 'dead';

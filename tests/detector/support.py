@@ -73,8 +73,13 @@ async def age_last_page(db: Executor, fp: str, seconds: float) -> None:
 
 
 async def expire_lease(db: Executor, job_id: int) -> None:
+    """The lease on ``job_id`` has run out (a leased job is next due when its lease expires)."""
     await db.execute(
-        "UPDATE notification_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+        """
+        UPDATE notification_jobs
+        SET lease_expires_at = now() - interval '1 second', next_attempt_at = now() - interval '1 second'
+        WHERE id = $1
+        """,
         job_id,
     )
 

@@ -295,3 +295,15 @@ def test_config_is_validated() -> None:
         DedupConfig(max_attempts=0)
     with pytest.raises(ValueError, match="backoff_cap"):
         DedupConfig(backoff_cap=float("inf"))
+
+
+async def test_a_connection_inside_a_transaction_is_refused(pool: asyncpg.Pool) -> None:
+    """Inside the caller's transaction the claim's row locks would outlive the statement."""
+    async with pool.acquire() as conn:
+        dedup = Dedup(conn)
+        async with conn.transaction():
+            with pytest.raises(ValueError, match="transaction"):
+                await dedup.claim(anomaly())
+            with pytest.raises(ValueError, match="transaction"):
+                Incidents(conn)
+        assert (await dedup.claim(anomaly())).reason is R.NEW_INCIDENT

@@ -1,0 +1,114 @@
+"""Counts of buckets that have not closed yet: per bucket, events and errors per key id.
+
+A batch is aggregated with ``numpy.bincount`` over ``bucket * capacity + key`` when that range is
+small, else by sorting; either way no Python code runs per event. Only the few buckets inside the
+lateness horizon are open at a time, so memory is a handful of arrays of ``capacity`` counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+
+
+class PendingBuckets:
+    """bucket index -> (events per key, errors per key), arrays of ``capacity`` int64."""
+
+    __slots__ = ("_spare", "buckets", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buckets: dict[int, tuple[I64, I64]] = {}
+        self._spare: list[tuple[I64, I64]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+    def first(self) -> int | None:
+        return min(self.buckets) if self.buckets else None
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        for b, (n, e) in list(self.buckets.items()):
+            n2, e2 = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64)
+            n2[: self.capacity], e2[: self.capacity] = n, e
+            self.buckets[b] = (n2, e2)
+        self._spare.clear()
+        self.capacity = capacity
+
+    def _arrays(self, bucket: int) -> tuple[I64, I64]:
+        arrays = self.buckets.get(bucket)
+        if arrays is None:
+            arrays = (
+                self._spare.pop()
+                if self._spare
+                else (
+                    np.zeros(self.capacity, np.int64),
+                    np.zeros(self.capacity, np.int64),
+                )
+            )
+            self.buckets[bucket] = arrays
+        return arrays
+
+    def add(self, buckets: I64, keys: I64, errors: npt.NDArray[np.bool_]) -> None:
+        """Count events (one per row) into their bucket and key."""
+        if not len(buckets):
+            return
+        cap = self.capacity
+        low = int(buckets.min())
+        span = int(buckets.max()) - low + 1
+        if span * cap <= 32 * len(buckets) + (1 << 17):
+            idx = (buckets - low) * cap + keys
+            counts = np.bincount(idx, minlength=span * cap).reshape(span, cap)
+            errs = np.bincount(idx[errors], minlength=span * cap).reshape(span, cap)
+            for j in range(span) if span > 1 else (0,):
+                row = counts[j]
+                if span > 1 and not row.any():
+                    continue
+                n, e = self._arrays(low + j)
+                n += row
+                e += errs[j]
+            return
+        idx = (buckets - low) * cap + keys
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(uniq))
+        errs = np.bincount(inverse[errors], minlength=len(uniq))
+        which = uniq // cap
+        cuts = np.flatnonzero(np.diff(which)) + 1
+        for part in np.split(np.arange(len(uniq)), cuts):
+            n, e = self._arrays(low + int(which[part[0]]))
+            k = uniq[part] % cap
+            n[k] += counts[part]
+            e[k] += errs[part]
+
+    def holding(self, used: int) -> npt.NDArray[np.bool_]:
+        """Keys with counts in some open bucket (they must not be evicted)."""
+        mask = np.zeros(used, dtype=np.bool_)
+        for n, _ in self.buckets.values():
+            mask |= n[:used] > 0
+        return mask
+
+    def pop(self, bucket: int) -> tuple[I64, I64] | None:
+        return self.buckets.pop(bucket, None)
+
+    def recycle(self, arrays: tuple[I64, I64]) -> None:
+        n, e = arrays
+        if len(n) == self.capacity and len(self._spare) < 4:
+            n[:] = 0
+            e[:] = 0
+            self._spare.append(arrays)
+
+    def to_state(self, used: int) -> list[list[Any]]:
+        return [[b, n[:used].tobytes(), e[:used].tobytes()] for b, (n, e) in sorted(self.buckets.items())]
+
+    def load_state(self, state: list[list[Any]], used: int) -> None:
+        self.buckets.clear()
+        for b, n_bytes, e_bytes in state:
+            n, e = self._arrays(int(b))
+            n[:used] = np.frombuffer(n_bytes, dtype=np.int64)
+            e[:used] = np.frombuffer(e_bytes, dtype=np.int64)

@@ -1,0 +1,392 @@
+"""JSON lines in, columns of valid log events out; bad lines counted, never raised.
+
+A line is one JSON object: ``ts`` (RFC 3339 with any offset, or epoch seconds / milliseconds as a
+number), ``service``, optional ``level``, ``message``, ``project`` (default ``"default"``) and
+``status`` (HTTP code). An event is an error when its level is one of :data:`ERROR_LEVELS` (any
+case) or its status is >= 500. Unknown fields are ignored.
+
+Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_lines`` into
+``gc=False`` structs) and converting each field as a column. When a buffer holds a bad line, the
+decoder's error locates it; the good lines before it are decoded again and decoding resumes after
+it, so one bad line costs about one extra pass over the lines before it and loses nothing else.
+
+The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import compress, repeat
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from detector import timestamps
+from detector.config import DetectorConfig
+from detector.counters import Reason, Rejections
+
+ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emergency", "emerg"})
+"""Levels (compared lower-cased) that make an event an error."""
+
+DEFAULT_PROJECT = "default"
+
+_TS_REASON = {
+    timestamps.BAD: Reason.BAD_TIMESTAMP,
+    timestamps.ABSURD: Reason.ABSURD_TIMESTAMP,
+    timestamps.NON_FINITE: Reason.NON_FINITE,
+}
+_NON_FINITE_TOKEN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity|inf)(?![\w\"])")
+_RECORD_INDEX = re.compile(r"at `\$\[(\d+)\]")
+_BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
+_LEVEL_CACHE_LIMIT = 4096
+
+
+class LogLine(msgspec.Struct, gc=False):
+    """One decoded JSON line (fields as sent; validated further by :class:`JsonLinesDecoder`)."""
+
+    ts: str | int | float
+    service: str
+    level: str = ""
+    message: str = ""
+    project: str = DEFAULT_PROJECT
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Valid events as columns, in arrival order. ``messages`` holds one entry per error row."""
+
+    services: list[str]
+    projects: list[str] | None
+    """Per-row project, or None when every row belongs to ``project``."""
+    project: str
+    seconds: npt.NDArray[np.int64]
+    errors: npt.NDArray[np.bool_]
+    messages: list[str]
+    where: Sequence[str] = ()
+    """Labels ("line 12") of the rows as they arrived, for rejection samples."""
+    origin: npt.NDArray[np.intp] | None = None
+    """Arrived row of each batch row, when rows were dropped (None: the same)."""
+
+    def __len__(self) -> int:
+        return len(self.services)
+
+    def label(self, i: int) -> str:
+        j = i if self.origin is None else int(self.origin[i])
+        return self.where[j] if j < len(self.where) else f"row {j + 1}"
+
+    @classmethod
+    def empty(cls) -> Batch:
+        return cls([], None, DEFAULT_PROJECT, np.zeros(0, np.int64), np.zeros(0, np.bool_), [])
+
+
+class EventColumns:
+    """Turns decoded fields into a :class:`Batch`: timestamps, names, error flags, messages."""
+
+    def __init__(self, config: DetectorConfig, rejections: Rejections) -> None:
+        self.config = config
+        self.rejections = rejections
+        self._levels: dict[str, int] = {}
+        """Level spelling -> 1 (error) or 0, for the first few thousand spellings seen."""
+
+    def is_error_level(self, level: str) -> int:
+        hit = self._levels.get(level)
+        if hit is None:
+            hit = int(level.strip().lower() in ERROR_LEVELS)
+            if len(self._levels) < _LEVEL_CACHE_LIMIT:
+                self._levels[level] = hit
+        return hit
+
+    def error_flags(self, levels: list[str]) -> npt.NDArray[np.bool_]:
+        n = len(levels)
+        try:
+            flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
+            return flags
+        except KeyError:
+            codes = np.fromiter(map(self._levels.get, levels, repeat(2)), np.int8, n)
+        unknown = np.flatnonzero(codes == 2)
+        if len(unknown):
+            codes[unknown] = [self.is_error_level(levels[i]) for i in unknown.tolist()]
+        return np.asarray(codes == 1, dtype=np.bool_)
+
+    def build(
+        self,
+        ts: list[Any],
+        services: list[str],
+        projects: list[str] | None,
+        levels: list[str] | None,
+        statuses: list[int | None] | None,
+        message_of: Any,
+        where: Sequence[str],
+    ) -> Batch:
+        """Convert columns and check timestamps; ``message_of(i)`` gives row i's message.
+
+        ``projects`` None means every row is in the default project; ``levels`` None means no
+        level information (error flags then come from ``statuses``). Project and service names
+        are checked when the detector first meets them (:mod:`detector.core`).
+        """
+        cfg = self.config
+        n = len(ts)
+        seconds, codes = timestamps.to_epoch_seconds(ts, cfg.min_timestamp, cfg.max_timestamp)
+        valid = codes == timestamps.OK
+        if not valid.all():
+            for i in np.flatnonzero(~valid).tolist():
+                self.rejections.add(_TS_REASON[int(codes[i])], where[i], f"ts={ts[i]!r}")
+        if "" in services:  # a scan at C speed; other bad names are caught when first seen
+            empty = np.fromiter(map(operator.not_, services), np.bool_, n)
+            for i in np.flatnonzero(empty & valid).tolist():
+                self.rejections.add(Reason.MISSING_SERVICE, where[i], "service is empty")
+            valid &= ~empty
+        project = DEFAULT_PROJECT
+        if projects is not None:
+            project_set = set(projects)
+            if "" in project_set:
+                projects = [p or DEFAULT_PROJECT for p in projects]
+                project_set = set(projects)
+            if len(project_set) == 1:
+                project, projects = projects[0], None
+        # errors: level (cached per distinct spelling) or HTTP status >= 500
+        errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
+        if statuses is not None and statuses.count(None) != n:
+            codes_5xx = [s is not None and s >= 500 and s < 600 for s in statuses]
+            errors |= np.array(codes_5xx, dtype=np.bool_)
+        if not valid.all():
+            keep = valid.tolist()
+            rows = np.flatnonzero(valid)
+            services = list(compress(services, keep))
+            if projects is not None:
+                projects = list(compress(projects, keep))
+            seconds = seconds[rows]
+            errors = errors[rows]
+            messages = [_clip(message_of(i), cfg.max_message_chars) for i in rows[errors].tolist()]
+            return Batch(services, projects, project, seconds, errors, messages, where, rows)
+        messages = [_clip(message_of(i), cfg.max_message_chars) for i in np.flatnonzero(errors).tolist()]
+        return Batch(services, projects, project, seconds, errors, messages, where)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit]
+
+
+class _Where(Sequence[str]):
+    """Lazy "line N" labels (built only for the few rejected rows)."""
+
+    __slots__ = ("_base", "_count", "_numbers")
+
+    def __init__(self, base: int, numbers: list[int] | None, count: int) -> None:
+        self._base = base
+        self._numbers = numbers
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: Any) -> Any:
+        number = self._numbers[i] if self._numbers is not None else i
+        return f"line {self._base + number}"
+
+
+class JsonLinesDecoder:
+    """Decodes buffers of complete JSON lines into :class:`Batch` es."""
+
+    def __init__(self, config: DetectorConfig, rejections: Rejections) -> None:
+        self.config = config
+        self.rejections = rejections
+        self.columns = EventColumns(config, rejections)
+        self._decoder = msgspec.json.Decoder(LogLine)
+        self._lines: tuple[bytes, list[int], list[int]] = (b"", [], [])
+        self._first_line = 0
+
+    def decode(
+        self, buf: bytes, first_line: int, start: int = 0, end: int | None = None, newlines: int | None = None
+    ) -> Batch:
+        """Decode the complete lines in ``buf[start:end]`` (the last may lack its newline)
+        without copying them. Line numbers in rejection samples start at ``first_line``;
+        ``newlines`` (the count of b"\\n" in the range, when the caller has it) saves a pass."""
+        end = len(buf) if end is None else end
+        if end <= start:
+            return Batch.empty()
+        if newlines is None:
+            newlines = buf.count(b"\n", start, end)
+        n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
+        rows: list[LogLine] | None = None
+        numbers: list[int] | None = None
+        if not _has_long_line(buf, self.config.max_line_bytes, start, end):
+            try:
+                decoded = self._decoder.decode_lines(memoryview(buf)[start:end])
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                pass
+            else:
+                if len(decoded) == n_lines:
+                    rows = decoded
+        if rows is None:
+            rows, numbers = self._careful(buf, start, end, first_line)
+        if not rows:
+            return Batch.empty()
+        where = _Where(first_line, numbers, len(rows))
+        # Optional fields that no row sets need no further work (the defaults are one object
+        # each, so counting them is a pointer comparison per row).
+        projects: list[str] | None = [r.project for r in rows]
+        if projects.count(DEFAULT_PROJECT) == len(rows):  # type: ignore[union-attr]
+            projects = None
+        statuses: list[int | None] | None = [r.status for r in rows]
+        if statuses.count(None) == len(rows):  # type: ignore[union-attr]
+            statuses = None
+        return self.columns.build(
+            [r.ts for r in rows],
+            [r.service for r in rows],
+            projects,
+            [r.level for r in rows],
+            statuses,
+            lambda i: rows[i].message,
+            where,
+        )
+
+    # -- the careful path: some line in the buffer is bad -----------------------------------
+
+    def _careful(self, buf: bytes, start: int, end: int, first_line: int) -> tuple[list[LogLine], list[int]]:
+        data = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
+        newlines = np.flatnonzero(data == 10) + start
+        starts = np.concatenate(([start], newlines + 1))
+        ends = np.concatenate((newlines, [end]))
+        if starts[-1] == end:  # ends with a newline: no trailing line
+            starts, ends = starts[:-1], ends[:-1]
+        lengths = ends - starts
+        too_long = lengths > self.config.max_line_bytes
+        head = np.frombuffer(buf, dtype=np.uint8)[np.minimum(starts, len(buf) - 1)]
+        empty = (lengths == 0) | ((lengths == 1) & (head == 13))
+        self._lines = (buf, starts.tolist(), ends.tolist())
+        self._first_line = first_line
+        rows: list[LogLine] = []
+        numbers: list[int] = []
+        bad = too_long | empty
+        for i in np.flatnonzero(bad).tolist():
+            reason = Reason.TOO_LONG if too_long[i] else Reason.EMPTY_LINE
+            self._reject(reason, i)
+        # decode each maximal run of lines that passed the cheap checks
+        good = np.flatnonzero(~bad)
+        if len(good):
+            breaks = np.flatnonzero(np.diff(good) != 1) + 1
+            for run in np.split(good, breaks):
+                self._decode_run(int(run[0]), int(run[-1]) + 1, rows, numbers)
+        self._lines = (b"", [], [])
+        return rows, numbers
+
+    def _line(self, i: int) -> bytes:
+        buf, starts, ends = self._lines
+        return buf[starts[i] : ends[i]]
+
+    def _reject(self, reason: Reason, i: int) -> None:
+        self.rejections.add(reason, f"line {self._first_line + i}", self._line(i))
+
+    def _decode_run(self, a: int, b: int, rows: list[LogLine], numbers: list[int]) -> None:
+        """Decode lines [a, b) into ``rows``; bad ones are located, rejected and skipped."""
+        buf, starts, ends = self._lines
+        work = [(a, b)]
+        while work:
+            a, b = work.pop()
+            if a >= b:
+                continue
+            if b - a == 1:
+                self._single(a, rows, numbers)
+                continue
+            segment = memoryview(buf)[starts[a] : ends[b - 1]]
+            try:
+                decoded = self._decoder.decode_lines(segment)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                k = self._locate(exc, segment, a, b)
+                if k is not None and self._classify(self._line(k)) is not None:
+                    # the located line really is bad: good prefix, then the bad line, then the rest
+                    work.append((k + 1, b))
+                    work.append((k, k + 1))
+                    work.append((a, k))
+                else:
+                    mid = (a + b) // 2
+                    work.append((mid, b))
+                    work.append((a, mid))
+                continue
+            if len(decoded) == b - a:
+                rows.extend(decoded)
+                numbers.extend(range(a, b))
+            else:  # a whitespace-only line or several values on one line: find it by halving
+                mid = (a + b) // 2
+                work.append((mid, b))
+                work.append((a, mid))
+
+    def _single(self, i: int, rows: list[LogLine], numbers: list[int]) -> None:
+        line = self._line(i)
+        reason = self._classify(line)
+        if reason is None:
+            rows.append(self._decoder.decode(line))
+            numbers.append(i)
+        else:
+            self._reject(reason, i)
+
+    def _locate(self, exc: Exception, segment: memoryview, a: int, b: int) -> int | None:
+        """The line index the decoder's error points at, when it says."""
+        _, starts, _ = self._lines
+        if isinstance(exc, msgspec.ValidationError):
+            m = _RECORD_INDEX.search(str(exc))
+            return a + int(m.group(1)) if m and a + int(m.group(1)) < b else None
+        if isinstance(exc, UnicodeDecodeError):
+            try:
+                bytes(segment).decode("utf-8")
+            except UnicodeDecodeError as utf:
+                offset = utf.start
+            else:
+                return None
+        else:
+            m = _BYTE_OFFSET.search(str(exc))
+            if m is None:
+                return None
+            offset = int(m.group(1))
+        target = starts[a] + offset
+        k = int(np.searchsorted(starts[a:b], target, side="right")) - 1 + a
+        return k if a <= k < b else None
+
+    def _classify(self, line: bytes) -> Reason | None:
+        """Why one line is rejected, or None when it decodes cleanly."""
+        if len(line) > self.config.max_line_bytes:
+            return Reason.TOO_LONG
+        if not line.strip():
+            return Reason.EMPTY_LINE
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return Reason.NON_UTF8
+        try:
+            self._decoder.decode(line)
+        except msgspec.ValidationError as exc:
+            return validation_reason(str(exc))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return Reason.NON_FINITE if _NON_FINITE_TOKEN.search(line) else Reason.MALFORMED_JSON
+        return None
+
+
+def validation_reason(message: str) -> Reason:
+    """Map a msgspec validation message for a :class:`LogLine` to a rejection reason."""
+    if "Number out of range" in message:
+        return Reason.NON_FINITE
+    if "missing required field `service`" in message:
+        return Reason.MISSING_SERVICE
+    if "missing required field `ts`" in message:
+        return Reason.MISSING_TIMESTAMP
+    if message.endswith(".ts`"):
+        return Reason.BAD_TIMESTAMP
+    return Reason.WRONG_TYPE
+
+
+def _has_long_line(buf: bytes, limit: int, start: int, end: int) -> bool:
+    """Whether a line of ``buf[start:end]`` exceeds ``limit`` bytes, in (end - start) / limit steps."""
+    pos = start
+    while end - pos > limit:
+        j = buf.rfind(b"\n", pos, pos + limit + 1)
+        if j < 0:
+            return True
+        pos = j + 1
+    return False

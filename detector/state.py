@@ -1,0 +1,268 @@
+"""Per-key detector state as numpy columns (one row per key id), raw and derived.
+
+Raw state is what a snapshot stores; derived state (rolling sums, window sums, dispersion) is
+rebuilt from it by :meth:`KeyState.rebuild`, with integer arithmetic wherever a value is
+maintained incrementally, so a restored detector computes bit for bit what the original would.
+
+Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is about 880 bytes:
+
+* baseline ring, one entry per slot: events and errors (int32) and admitted buckets (int16);
+* the current slot's events, errors and admitted buckets (int64);
+* the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (float64,
+  exact: whole numbers far below 2**53);
+* signal severities (int8); hysteresis and quarantine runs (int32); last bucket with an event
+  (int64, kept per slot when the window ring covers a slot);
+* rolling sums over the ring (int64) and two dispersion factors (float64).
+
+Slot totals are clipped at :data:`SLOT_MAX` events (about 6.7 million events per second per key
+at the default slot width), which keeps every sum of squares inside int64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import DetectorConfig
+from detector.vectorised import dispersion
+
+SLOT_MAX = 2**26
+BUCKET_MAX = 2**31 - 1
+
+RAW_FIELDS = (
+    "ring_n",
+    "ring_e",
+    "ring_k",
+    "cur_n",
+    "cur_e",
+    "cur_k",
+    "win_n",
+    "win_e",
+    "sev_err",
+    "sev_col",
+    "run_err",
+    "run_col",
+    "quarantine",
+    "last_seen",
+)
+"""Columns a snapshot stores; everything else is derived."""
+
+_SPEC: dict[str, tuple[str, Any]] = {
+    # name: (shape kind, dtype); "slots" and "window" columns are 2-D (rows first)
+    "ring_n": ("slots", np.int32),
+    "ring_e": ("slots", np.int32),
+    "ring_k": ("slots", np.int16),
+    "cur_n": ("key", np.int64),
+    "cur_e": ("key", np.int64),
+    "cur_k": ("key", np.int64),
+    "win_n": ("window", np.int32),
+    "win_e": ("window", np.int32),
+    "sev_err": ("key", np.int8),
+    "sev_col": ("key", np.int8),
+    "run_err": ("key", np.int32),
+    "run_col": ("key", np.int32),
+    "quarantine": ("key", np.int32),
+    "last_seen": ("key", np.int64),
+    # derived
+    "sum_n": ("key", np.int64),
+    "sum_e": ("key", np.int64),
+    "sum_k": ("key", np.int64),
+    "sum_slots": ("key", np.int64),
+    "sum_e2": ("key", np.int64),
+    "sum_ne": ("key", np.int64),
+    "sum_n2": ("key", np.int64),
+    # window sums are whole numbers far below 2**53: exact in float64, which the scoring uses
+    "wsum_n": ("windows", np.float64),
+    "wsum_e": ("windows", np.float64),
+    "phi": ("key", np.float64),
+    "phi_n": ("key", np.float64),
+}
+_ONES = ("phi", "phi_n")
+
+I64 = npt.NDArray[np.int64]
+
+
+class KeyState:
+    """Columns of per-key state, ``capacity`` rows each; rows past ``used`` are all zero."""
+
+    ring_n: npt.NDArray[np.int32]
+    ring_e: npt.NDArray[np.int32]
+    ring_k: npt.NDArray[np.int16]
+    cur_n: I64
+    cur_e: I64
+    cur_k: I64
+    win_n: npt.NDArray[np.int32]
+    win_e: npt.NDArray[np.int32]
+    sev_err: npt.NDArray[np.int8]
+    sev_col: npt.NDArray[np.int8]
+    run_err: npt.NDArray[np.int32]
+    run_col: npt.NDArray[np.int32]
+    quarantine: npt.NDArray[np.int32]
+    last_seen: I64
+    sum_n: I64
+    sum_e: I64
+    sum_k: I64
+    sum_slots: I64
+    sum_e2: I64
+    sum_ne: I64
+    sum_n2: I64
+    wsum_n: npt.NDArray[np.float64]
+    wsum_e: npt.NDArray[np.float64]
+    phi: npt.NDArray[np.float64]
+    phi_n: npt.NDArray[np.float64]
+
+    def __init__(self, config: DetectorConfig, capacity: int = 64) -> None:
+        self.config = config
+        self.capacity = 0
+        self.quarantined: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        """Keys whose quarantine run is not zero (derived)."""
+        self._scratch: dict[str, npt.NDArray[Any]] = {}
+        self._alloc(capacity)
+
+    def _shape(self, kind: str, capacity: int) -> tuple[int, ...]:
+        cfg = self.config
+        extra = {
+            "key": (),
+            "slots": (cfg.baseline_slots,),
+            "window": (cfg.windows[-1],),
+            "windows": (len(cfg.windows),),
+        }[kind]
+        return (*extra, capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        for name, (kind, dtype) in _SPEC.items():
+            fresh = np.ones if name in _ONES else np.zeros
+            arr = fresh(self._shape(kind, capacity), dtype=dtype)
+            old = getattr(self, name, None)
+            if old is not None:
+                arr[..., : self.capacity] = old
+            setattr(self, name, arr)
+        self.capacity = capacity
+
+    def scratch(self, name: str, dtype: Any, windows: bool = False) -> npt.NDArray[Any]:
+        """A reusable work array of ``capacity`` columns (one row per window when ``windows``).
+
+        Closing a bucket reuses these instead of allocating temporaries: arrays of this size
+        come straight from the operating system and cost page faults on every allocation.
+        Contents are undefined; callers slice ``[..., :used]`` and overwrite.
+        """
+        arr = self._scratch.get(name)
+        if arr is None or arr.shape[-1] != self.capacity:
+            shape = (len(self.config.windows), self.capacity) if windows else (self.capacity,)
+            arr = self._scratch[name] = np.empty(shape, dtype=dtype)
+        return arr
+
+    def ensure(self, rows: int) -> None:
+        """Room for at least ``rows`` keys (capacity doubles)."""
+        if rows > self.capacity:
+            capacity = max(self.capacity, 64)
+            while capacity < rows:
+                capacity *= 2
+            self._alloc(capacity)
+
+    def clear(self, rows: npt.NDArray[np.intp] | list[int]) -> None:
+        """Zero every column of these key ids (a new or evicted key)."""
+        for name in _SPEC:
+            arr = getattr(self, name)
+            arr[..., rows] = 1 if name in _ONES else 0
+
+    def clear_baseline(self, rows: npt.NDArray[np.intp]) -> None:
+        """Forget the baseline of these keys (relearn): they warm up again from now."""
+        for name in ("ring_n", "ring_e", "ring_k", "cur_n", "cur_e", "cur_k", "quarantine"):
+            getattr(self, name)[..., rows] = 0
+        for name in ("sum_n", "sum_e", "sum_k", "sum_slots", "sum_e2", "sum_ne", "sum_n2"):
+            getattr(self, name)[rows] = 0
+        self.phi[rows] = 1.0
+        self.phi_n[rows] = 1.0
+
+    def group(self, t: int, used: int) -> slice:
+        """The keys whose baseline slot ends before bucket ``t``: ids congruent to ``t`` modulo
+        ``slot_buckets``. Staggering the keys spreads the slot work evenly over the buckets."""
+        return slice(t % self.config.slot_buckets, used, self.config.slot_buckets)
+
+    def roll(self, t: int, used: int) -> None:
+        """Before bucket ``t``: the keys of :meth:`group` complete their current slot, which
+        replaces their oldest one."""
+        cfg = self.config
+        pos = (t // cfg.slot_buckets) % cfg.baseline_slots
+        u = self.group(t, used)
+        if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
+            seen = self.win_n[:, u].any(axis=0)
+            np.putmask(self.last_seen[u], seen, t - 1)
+        # the group is a strided view: work on compact copies, write back once
+        old_n = self.ring_n[pos, u].astype(np.int64)
+        old_e = self.ring_e[pos, u].astype(np.int64)
+        old_k = self.ring_k[pos, u].astype(np.int64)
+        new_n = np.minimum(self.cur_n[u], SLOT_MAX)
+        new_e = np.minimum(self.cur_e[u], SLOT_MAX)
+        new_k = self.cur_k[u].copy()
+        self.sum_n[u] += new_n - old_n
+        self.sum_e[u] += new_e - old_e
+        self.sum_k[u] += new_k - old_k
+        self.sum_slots[u] += (new_k > 0).view(np.int8) - (old_k > 0).view(np.int8)
+        self.sum_e2[u] += new_e * new_e - old_e * old_e
+        self.sum_ne[u] += new_n * new_e - old_n * old_e
+        self.sum_n2[u] += new_n * new_n - old_n * old_n
+        self.ring_n[pos, u] = new_n
+        self.ring_e[pos, u] = new_e
+        self.ring_k[pos, u] = new_k
+        self.cur_n[u] = 0
+        self.cur_e[u] = 0
+        self.cur_k[u] = 0
+        self._dispersion(u)
+
+    def _dispersion(self, u: slice) -> None:
+        """Recompute phi, phi_n for the keys in ``u`` from their (exact) rolling sums."""
+        self.phi[u], self.phi_n[u] = dispersion(
+            self.sum_slots[u].astype(np.float64),
+            self.sum_e[u].astype(np.float64),
+            self.sum_n[u].astype(np.float64),
+            self.sum_e2[u].astype(np.float64),
+            self.sum_ne[u].astype(np.float64),
+            self.sum_n2[u].astype(np.float64),
+            self.config.max_dispersion,
+        )
+
+    def rebuild(self, last_bucket: int | None, used: int) -> None:
+        """Recompute every derived column from the raw ones (after a restore)."""
+        u = slice(0, used)
+        n = self.ring_n[:, u].astype(np.int64)
+        e = self.ring_e[:, u].astype(np.int64)
+        k = self.ring_k[:, u].astype(np.int64)
+        self.sum_n[u] = n.sum(axis=0)
+        self.sum_e[u] = e.sum(axis=0)
+        self.sum_k[u] = k.sum(axis=0)
+        self.sum_slots[u] = (k > 0).sum(axis=0)
+        self.sum_e2[u] = (e * e).sum(axis=0)
+        self.sum_ne[u] = (n * e).sum(axis=0)
+        self.sum_n2[u] = (n * n).sum(axis=0)
+        self._dispersion(u)
+        self.quarantined = np.flatnonzero(self.quarantine[u] > 0)
+        width = self.config.windows[-1]
+        for i, w in enumerate(self.config.windows):
+            if last_bucket is None:
+                self.wsum_n[i, u] = 0
+                self.wsum_e[i, u] = 0
+                continue
+            positions = [(last_bucket - j) % width for j in range(w)]
+            self.wsum_n[i, u] = self.win_n[positions][:, u].astype(np.int64).sum(axis=0)
+            self.wsum_e[i, u] = self.win_e[positions][:, u].astype(np.int64).sum(axis=0)
+
+    def raw(self, used: int) -> dict[str, npt.NDArray[Any]]:
+        """The raw columns of the first ``used`` keys (for a snapshot)."""
+        return {name: np.ascontiguousarray(getattr(self, name)[..., :used]) for name in RAW_FIELDS}
+
+    def load_raw(self, columns: dict[str, npt.NDArray[Any]], used: int) -> None:
+        self.ensure(max(used, 1))
+        for name in RAW_FIELDS:
+            kind, dtype = _SPEC[name]
+            arr = columns[name]
+            if arr.dtype != dtype or arr.shape != self._shape(kind, used):
+                raise ValueError(f"snapshot column {name} has shape {arr.shape} {arr.dtype}")
+            getattr(self, name)[..., :used] = arr
+
+    def nbytes_per_key(self) -> int:
+        total: int = sum(int(getattr(self, name).nbytes) for name in _SPEC)
+        return total // max(self.capacity, 1)

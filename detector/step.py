@@ -1,0 +1,353 @@
+"""Closing one bucket for every key at once: score, decide, then let normal data join the baseline.
+
+Order matters and is the point of this module:
+
+1. the bucket enters the short windows (the last ``windows[-1]`` buckets);
+2. every window is scored against the baseline as it was *before* this bucket (completed slots
+   plus the current slot's admitted buckets);
+3. hysteresis decides onsets, escalations and recoveries;
+4. only then does the bucket join the baseline, and only if no window looked suspicious (z at
+   or above ``z_clear``): an anomaly never teaches the baseline that it is normal. A key that
+   has gone ``relearn_buckets`` without a normal bucket forgets its baseline and warms up again,
+   which is how a permanent level shift is accepted within the baseline length.
+
+Most keys are quiet. Cheap necessary conditions over all keys (the gates, and a Gaussian bound
+that the deviance z never exceeds) pick the few candidates; the deviance statistics, the EWMA
+and every event field are computed for those only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import DetectorConfig
+from detector.models import EventKind, Severity, Signal
+from detector.scoring import deviance_z1, rate_of_change, score
+from detector.state import BUCKET_MAX, KeyState
+from detector.vectorised import deviance_z
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Keys = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One transition of one key's signal, with the statistics of the window that decided it."""
+
+    kind: EventKind
+    signal: Signal
+    key: int
+    severity: Severity
+    window: int
+    """Window length in buckets."""
+    errors: int
+    total: int
+    observed_rate: float
+    baseline_mean: float
+    baseline_std: float
+    z: float
+    ewma: float
+    rate_of_change: float
+    score: float
+
+
+@dataclass(slots=True)
+class _Scored:
+    keys: Keys
+    z: F64
+    window: Keys
+    critical: npt.NDArray[np.bool_]
+
+    @classmethod
+    def none(cls) -> _Scored:
+        return cls(np.zeros(0, np.intp), np.zeros(0), np.zeros(0, np.intp), np.zeros(0, np.bool_))
+
+    def anomalous(self, cfg: DetectorConfig) -> npt.NDArray[np.bool_]:
+        return self.z >= cfg.z_threshold
+
+    def suspicious(self, cfg: DetectorConfig) -> Keys:
+        return self.keys[self.z >= cfg.z_clear]
+
+
+@dataclass(slots=True)
+class _Baseline:
+    """Baseline sums of every key as they were before this bucket (whole numbers)."""
+
+    n: F64
+    e: F64
+    k: F64
+
+
+def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: bool = True) -> list[Verdict]:
+    """Close bucket ``t`` with per-key ``n`` events and ``e`` errors (arrays of length ``used``).
+    ``volume=False`` skips volume-collapse judgement (an incomplete bucket, see ``flush``)."""
+    cfg = st.config
+    u = slice(0, used)
+    if used and int(n.max()) > BUCKET_MAX:
+        np.minimum(n, BUCKET_MAX, out=n)
+        np.minimum(e, n, out=e)
+    width = cfg.windows[-1]
+    for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
+        leave = (t - w) % width
+        for sums, ring, new in ((st.wsum_n, st.win_n, n), (st.wsum_e, st.win_e, e)):
+            row = sums[i, u]
+            np.subtract(row, ring[leave, u], out=row)
+            row += new
+    st.win_n[t % width, u] = n
+    st.win_e[t % width, u] = e
+
+    base = _Baseline(  # whole numbers, exact in float64
+        np.add(st.sum_n[u], st.cur_n[u], out=st.scratch("nb", np.float64)[u]),
+        np.add(st.sum_e[u], st.cur_e[u], out=st.scratch("eb", np.float64)[u]),
+        np.add(st.sum_k[u], st.cur_k[u], out=st.scratch("kb", np.float64)[u]),
+    )
+    warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[u])
+    err = _score_errors(cfg, st, warm, base, used)
+    col = _score_collapse(cfg, st, warm, base, used) if volume else _Scored.none()
+
+    suspicious = err.suspicious(cfg)
+    if len(col.keys):
+        suspicious = np.union1d(suspicious, col.suspicious(cfg))
+    quarantine = st.quarantine[suspicious] + 1
+    relearn = suspicious[quarantine >= cfg.relearn_buckets] if len(suspicious) else suspicious
+
+    stats = _Stats(cfg, st, t, base)
+    verdicts: list[Verdict] = []
+    _hysteresis(cfg, st, Signal.ERROR_RATE, err, suspicious, relearn, stats, verdicts)
+    _hysteresis(cfg, st, Signal.VOLUME_COLLAPSE, col, suspicious, relearn, stats, verdicts)
+
+    # admission: every bucket joins the current slot except the suspicious ones
+    st.cur_n[u] += n
+    st.cur_e[u] += e
+    st.cur_k[u] += 1
+    if len(suspicious):
+        st.cur_n[suspicious] -= n[suspicious]
+        st.cur_e[suspicious] -= e[suspicious]
+        st.cur_k[suspicious] -= 1
+    if len(st.quarantined):
+        st.quarantine[st.quarantined] = 0
+    if len(suspicious):
+        st.quarantine[suspicious] = quarantine
+    st.quarantined = suspicious
+    if len(relearn):
+        st.clear_baseline(relearn)
+    if width < cfg.slot_buckets:  # else the slot roll reads activity from the window ring
+        np.putmask(st.last_seen[u], n > 0, t)
+    return verdicts
+
+
+def _score_errors(
+    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
+) -> _Scored:
+    u = slice(0, used)
+    x = st.wsum_e[:, u]
+    v = st.wsum_n[:, u]
+    p = np.add(base.e, 0.5, out=st.scratch("p", np.float64)[u])
+    p /= np.add(base.n, 1.0, out=st.scratch("f1", np.float64)[u])
+    lam = np.multiply(v, p, out=st.scratch("lam", np.float64, True)[:, u])
+    np.maximum(lam, cfg.expected_floor, out=lam)
+    # Necessary for z >= z_clear, and selective: (x - lam)^2 >= z_clear^2 * phi * lam, because the
+    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the few
+    # keys that pass.
+    d = np.subtract(x, lam, out=st.scratch("d", np.float64, True)[:, u])
+    np.multiply(d, np.abs(d), out=d)
+    bound = np.multiply(lam, st.phi[u], out=st.scratch("work", np.float64, True)[:, u])
+    bound *= cfg.z_clear**2
+    gate = np.greater_equal(d, bound, out=st.scratch("gate", np.bool_, True)[:, u])
+    any_gate = np.any(gate, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_gate &= warm
+    keys = np.flatnonzero(any_gate)
+    if not len(keys):
+        return _Scored.none()
+    xs = x[:, keys]
+    vs = v[:, keys]
+    ps = p[keys]
+    lams = lam[:, keys]
+    gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
+    gates &= vs >= cfg.min_volume
+    phi = st.phi[keys] * (1.0 + lams / (base.e[keys] + 1.0))
+    z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
+    best = z.argmax(axis=0)
+    zbest = z[best, np.arange(len(keys))]
+    crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
+        xs >= cfg.critical_error_rate * vs
+    )
+    critical: npt.NDArray[np.bool_] = np.asarray((crit & (z >= cfg.z_threshold)).any(axis=0))
+    return _Scored(keys, zbest, best, critical)
+
+
+def _score_collapse(
+    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
+) -> _Scored:
+    u = slice(0, used)
+    floor = np.multiply(base.k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[u])
+    busy = np.greater_equal(base.n, floor, out=st.scratch("busy", np.bool_)[u])
+    busy &= warm
+    # low in some window: volume * buckets <= ratio * baseline volume * window length
+    lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
+    np.multiply(base.n, cfg.collapse_ratio, out=floor)
+    sizes = np.array(cfg.windows, dtype=np.float64)[:, None]
+    rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
+    low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
+    any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
+    any_low &= busy
+    keys = np.flatnonzero(any_low)
+    if not len(keys):
+        return _Scored.none()
+    mu = base.n[keys] / np.maximum(base.k[keys], 1)
+    lam = mu * sizes
+    vs = st.wsum_n[:, keys]
+    z = np.where(low[:, keys], -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
+    best = z.argmax(axis=0)
+    zbest = z[best, np.arange(len(keys))]
+    silent = ((vs == 0) & (z >= cfg.z_threshold)).any(axis=0)
+    return _Scored(keys, zbest, best, silent)
+
+
+class _Stats:
+    """Event statistics of one key, as they were when the bucket was scored."""
+
+    def __init__(self, cfg: DetectorConfig, st: KeyState, t: int, base: _Baseline) -> None:
+        self.cfg, self.st, self.t, self.base = cfg, st, t, base
+
+    @property
+    def order(self) -> list[int]:
+        """Window-ring positions, newest bucket first."""
+        width = self.cfg.windows[-1]
+        return [(self.t - j) % width for j in range(width)]
+
+    @property
+    def weights(self) -> list[float]:
+        alpha = self.cfg.ewma_alpha
+        return [alpha * (1.0 - alpha) ** j for j in range(self.cfg.windows[-1])]
+
+    def ewma(self, key: int) -> tuple[float, float]:
+        """EWMA of errors and of events per bucket over the window ring (newest weighs most)."""
+        st, order, weights = self.st, self.order, self.weights
+        e = [int(st.win_e[pos, key]) for pos in order]
+        n = [int(st.win_n[pos, key]) for pos in order]
+        total = math.fsum(weights)
+        return (
+            math.fsum(w * x for w, x in zip(weights, e, strict=True)) / total,
+            math.fsum(w * x for w, x in zip(weights, n, strict=True)) / total,
+        )
+
+    def p(self, key: int) -> float:
+        return (int(self.base.e[key]) + 0.5) / (int(self.base.n[key]) + 1.0)
+
+    def verdict(self, kind: EventKind, signal: Signal, key: int, severity: Severity, wi: int) -> Verdict:
+        cfg, st = self.cfg, self.st
+        w = cfg.windows[wi]
+        x = int(st.wsum_e[wi, key])
+        v = int(st.wsum_n[wi, key])
+        width = cfg.windows[-1]
+        now, before = self.t % width, (self.t - 1) % width
+        n_now, e_now = int(st.win_n[now, key]), int(st.win_e[now, key])
+        n_prev, e_prev = int(st.win_n[before, key]), int(st.win_e[before, key])
+        if width == 1:
+            n_prev, e_prev = n_now, e_now
+        ewe, ewn = self.ewma(key)
+        seconds = w * cfg.bucket_seconds
+        if signal is Signal.ERROR_RATE:
+            p = self.p(key)
+            lam = max(p * v, cfg.expected_floor)
+            phi = float(st.phi[key]) * (1.0 + lam / (int(self.base.e[key]) + 1.0))
+            z = deviance_z1(float(x), lam, phi)
+            observed = x / v if v else 0.0
+            mean, std = p, math.sqrt(phi * lam) / max(v, 1)
+            ewma = ewe / ewn if ewn > 0 else 0.0
+            roc = rate_of_change(
+                e_now / n_now if n_now else 0.0, e_prev / n_prev if n_prev else 0.0, cfg.rate_floor
+            )
+        else:
+            mu = int(self.base.n[key]) / max(int(self.base.k[key]), 1)
+            lam = max(mu * w, 1e-9)
+            z = -deviance_z1(float(v), lam, float(st.phi_n[key]))
+            observed = v / seconds
+            mean = mu / cfg.bucket_seconds
+            std = math.sqrt(float(st.phi_n[key]) * lam) / seconds
+            ewma = ewn / cfg.bucket_seconds
+            roc = rate_of_change(float(n_now), float(n_prev), 1.0)
+        return Verdict(
+            kind, signal, key, severity, w, x, v, observed, mean, std, z, ewma, roc, score(z, cfg.z_threshold)
+        )
+
+    def settled(self, key: int) -> bool:
+        """The EWMA error rate is back under the alert ratio, or too few errors remain to matter."""
+        cfg = self.cfg
+        ewe, ewn = self.ewma(key)
+        if ewn <= 0:
+            return True
+        span = (2.0 - cfg.ewma_alpha) / cfg.ewma_alpha
+        return ewe * span < cfg.min_errors or ewe / ewn <= cfg.min_ratio * self.p(key)
+
+
+def _hysteresis(
+    cfg: DetectorConfig,
+    st: KeyState,
+    signal: Signal,
+    scored: _Scored,
+    suspicious: Keys,
+    relearn: Keys,
+    stats: _Stats,
+    out: list[Verdict],
+) -> None:
+    sev = st.sev_err if signal is Signal.ERROR_RATE else st.sev_col
+    run = st.run_err if signal is Signal.ERROR_RATE else st.run_col
+    hot = scored.anomalous(cfg)
+    if len(relearn):
+        hot &= ~np.isin(scored.keys, relearn)
+    for key, wi, critical in zip(
+        scored.keys[hot].tolist(), scored.window[hot].tolist(), scored.critical[hot].tolist(), strict=True
+    ):
+        level = Severity.CRITICAL if critical else Severity.WARNING
+        current = int(sev[key])
+        run[key] = 0
+        if current == 0:
+            sev[key] = level
+            out.append(stats.verdict(EventKind.ONSET, signal, key, level, wi))
+        elif level > current:
+            sev[key] = level
+            out.append(stats.verdict(EventKind.ESCALATION, signal, key, level, wi))
+    active = np.flatnonzero(sev[: len(stats.base.n)])
+    if not len(active):
+        return
+    quiet = active[~np.isin(active, scored.keys[hot])] if hot.any() else active
+    still = np.isin(quiet, suspicious) if len(suspicious) else np.zeros(len(quiet), np.bool_)
+    run[quiet[still]] = 0
+    calm = quiet[~still]
+    run[calm] += 1
+    last = len(cfg.windows) - 1
+    for key in calm[run[calm] >= cfg.recovery_buckets].tolist():
+        if signal is Signal.ERROR_RATE and not stats.settled(key):
+            continue
+        out.append(stats.verdict(EventKind.RECOVERY, signal, key, Severity(int(sev[key])), last))
+        sev[key] = 0
+        run[key] = 0
+    for key in relearn.tolist():
+        if sev[key] > 0:
+            out.append(stats.verdict(EventKind.RECOVERY, signal, key, Severity(int(sev[key])), last))
+            sev[key] = 0
+            run[key] = 0
+
+
+def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdict]:
+    """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
+    u = slice(0, used)
+    base = _Baseline(
+        (st.sum_n[u] + st.cur_n[u]).astype(np.float64),
+        (st.sum_e[u] + st.cur_e[u]).astype(np.float64),
+        (st.sum_k[u] + st.cur_k[u]).astype(np.float64),
+    )
+    stats = _Stats(st.config, st, t, base)
+    out: list[Verdict] = []
+    last = len(st.config.windows) - 1
+    for signal, sev in ((Signal.ERROR_RATE, st.sev_err), (Signal.VOLUME_COLLAPSE, st.sev_col)):
+        for key in keys[sev[keys] > 0].tolist():
+            out.append(stats.verdict(EventKind.RECOVERY, signal, key, Severity(int(sev[key])), last))
+    return out

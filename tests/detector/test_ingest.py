@@ -1,0 +1,175 @@
+"""JSON lines ingestion: every rejection reason, and good lines around bad ones never lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from detector import Detector, DetectorConfig
+from detector.counters import Reason
+from tests.detector.streams import T0, line
+
+GOOD = line(T0, "api")
+
+BAD_LINES = [
+    (Reason.MALFORMED_JSON, b'{"ts":1735689600,"service":"api"'),
+    (Reason.MALFORMED_JSON, b'{"ts":1735689600,"service":"api"} {"ts":1735689600,"service":"api"}'),
+    (Reason.MALFORMED_JSON, b"not json at all"),
+    (Reason.WRONG_TYPE, b"[1, 2, 3]"),
+    (Reason.WRONG_TYPE, b'"just a string"'),
+    (Reason.WRONG_TYPE, b'{"ts":1735689600,"service":42}'),
+    (Reason.WRONG_TYPE, b'{"ts":1735689600,"service":"api","level":5}'),
+    (Reason.WRONG_TYPE, b'{"ts":1735689600,"service":"api","status":"500"}'),
+    (Reason.WRONG_TYPE, b'{"ts":1735689600,"service":"api","message":{"nested":true}}'),
+    (Reason.MISSING_SERVICE, b'{"ts":1735689600,"level":"error"}'),
+    (Reason.MISSING_SERVICE, b'{"ts":1735689600,"service":""}'),
+    (Reason.NAME_TOO_LONG, b'{"ts":1735689600,"service":"' + b"s" * 300 + b'"}'),
+    (Reason.NAME_TOO_LONG, b'{"ts":1735689600,"service":"api","project":"' + b"p" * 300 + b'"}'),
+    (Reason.MISSING_TIMESTAMP, b'{"service":"api","level":"error"}'),
+    (Reason.BAD_TIMESTAMP, b'{"ts":"yesterday","service":"api"}'),
+    (Reason.BAD_TIMESTAMP, b'{"ts":"2025-02-30T00:00:00Z","service":"api"}'),
+    (Reason.BAD_TIMESTAMP, b'{"ts":true,"service":"api"}'),
+    (Reason.BAD_TIMESTAMP, b'{"ts":null,"service":"api"}'),
+    (Reason.ABSURD_TIMESTAMP, b'{"ts":"1970-01-01T00:00:01Z","service":"api"}'),
+    (Reason.ABSURD_TIMESTAMP, b'{"ts":99999999999999999,"service":"api"}'),
+    (Reason.ABSURD_TIMESTAMP, b'{"ts":-5,"service":"api"}'),
+    (Reason.NON_FINITE, b'{"ts":NaN,"service":"api"}'),
+    (Reason.NON_FINITE, b'{"ts":Infinity,"service":"api"}'),
+    (Reason.NON_FINITE, b'{"ts":1e999,"service":"api"}'),
+    (Reason.NON_UTF8, b'{"ts":1735689600,"service":"api\xff\xfe"}'),
+    (Reason.NON_UTF8, b'\xc3\x28{"ts":1735689600,"service":"api"}'),
+    (Reason.TOO_LONG, b'{"ts":1735689600,"service":"api","message":"' + b"x" * 70000 + b'"}'),
+    (Reason.EMPTY_LINE, b""),
+    (Reason.EMPTY_LINE, b"   \t "),
+    (Reason.EMPTY_LINE, b"\r"),
+]
+
+
+@pytest.mark.parametrize(
+    ("reason", "bad"), BAD_LINES, ids=[f"{r.value}-{i}" for i, (r, _) in enumerate(BAD_LINES)]
+)
+def test_each_bad_line_is_counted_under_its_reason_and_loses_nothing_else(reason: Reason, bad: bytes) -> None:
+    det = Detector()
+    chunk = b"\n".join([GOOD, GOOD, bad, GOOD, GOOD]) + b"\n"
+    assert det.feed(chunk) == []
+    stats = det.stats()
+    assert stats.rejected == {reason.value: 1}
+    assert stats.events_accepted == 4
+    assert stats.lines_received == 5
+    (sample,) = stats.rejected_samples[reason.value]
+    assert sample.startswith("line 3: ")
+
+
+def test_every_reason_in_one_buffer_keeps_every_good_line() -> None:
+    det = Detector()
+    lines = []
+    for _, bad in BAD_LINES:
+        lines += [GOOD, bad]
+    lines.append(GOOD)
+    det.feed(b"\n".join(lines) + b"\n")
+    stats = det.stats()
+    assert stats.events_accepted == len(BAD_LINES) + 1
+    expected: dict[str, int] = {}
+    for reason, _ in BAD_LINES:
+        expected[reason.value] = expected.get(reason.value, 0) + 1
+    assert stats.rejected == expected
+    assert stats.lines_received == len(lines)
+
+
+def test_samples_are_bounded_per_reason() -> None:
+    det = Detector(DetectorConfig(rejection_samples=2))
+    det.feed(b"garbage\n" * 50)
+    stats = det.stats()
+    assert stats.rejected == {"malformed_json": 50}
+    assert stats.rejected_samples["malformed_json"] == ("line 1: 'garbage'", "line 2: 'garbage'")
+
+
+def test_a_too_long_line_split_across_chunks_is_dropped_alone() -> None:
+    det = Detector(DetectorConfig(max_line_bytes=100))
+    det.feed(GOOD + b"\n" + b'{"ts":1735689600,"service":"api","message":"' + b"x" * 80)
+    det.feed(b"y" * 80)  # the partial line is now over the limit: dropped without buffering more
+    det.feed(b"z" * 500)
+    det.feed(b'"}\n' + GOOD + b"\n")
+    stats = det.stats()
+    assert stats.rejected == {"too_long": 1}
+    assert stats.events_accepted == 2
+    assert det._carry == b""
+
+
+def test_any_chunking_gives_the_same_result() -> None:
+    body = b"".join(
+        line(T0 + i // 3, f"svc{i % 4}", "ERROR" if i % 7 == 0 else "info", f"m{i}") + b"\n"
+        for i in range(400)
+    )
+    body += b"garbage\n" + line(T0 + 140, "svc1")  # the last line has no newline
+    whole = Detector()
+    whole.feed(body)
+    expected = whole.flush()
+    for step in (1, 7, 64, 333):
+        det = Detector()
+        events = []
+        for i in range(0, len(body), step):
+            events += det.feed(body[i : i + step])
+        events += det.flush()
+        assert events == expected
+        assert det.stats() == whole.stats()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"level": "ERROR"}, True),
+        ({"level": "error"}, True),
+        ({"level": "Fatal"}, True),
+        ({"level": "CRITICAL"}, True),
+        ({"level": "alert"}, True),
+        ({"level": "emergency"}, True),
+        ({"level": "warning"}, False),
+        ({"level": "info", "status": 500}, True),
+        ({"level": "info", "status": 503}, True),
+        ({"level": "info", "status": 499}, False),
+        ({"level": "info", "status": None}, False),
+        ({}, False),
+    ],
+)
+def test_what_counts_as_an_error(fields: dict[str, object], error: bool) -> None:
+    det = Detector()
+    import json
+
+    record = {"ts": T0, "service": "api", **fields}
+    batch = det._json.decode(json.dumps(record).encode() + b"\n", 1)
+    assert batch.errors.tolist() == [error]
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        '"2025-01-01T00:00:07Z"',
+        '"2025-01-01T00:00:07.999Z"',
+        '"2025-01-01T05:30:07+05:30"',
+        '"2024-12-31T19:00:07-05:00"',
+        '"2025-01-01 00:00:07"',
+        '"2025-01-01T00:00:07.123456789Z"',
+        "1735689607",
+        "1735689607.5",
+        "1735689607250",
+    ],
+)
+def test_timestamp_forms_land_in_the_same_second(ts: str) -> None:
+    det = Detector()
+    batch = det._json.decode(b'{"ts":%s,"service":"api"}\n' % ts.encode(), 1)
+    assert batch.seconds.tolist() == [T0 + 7]
+
+
+def test_project_is_optional_and_empty_means_default() -> None:
+    det = Detector()
+    det.feed(
+        line(T0, "api")
+        + b"\n"
+        + line(T0, "api", project="")
+        + b"\n"
+        + line(T0, "api", project="shop")
+        + b"\n"
+        + line(T0, "web", project="shop")
+        + b"\n"
+    )
+    assert sorted(det._keys.by_pair) == [("default", "api"), ("shop", "api"), ("shop", "web")]
