@@ -233,9 +233,6 @@ class Settings(BaseSettings):
     agent_max_tool_calls: int = Field(default=16, ge=1, le=200)
     """The guard's cap on tool calls per run (each app call inside a multi-execute counts)."""
 
-    worker_concurrency: int = Field(default=4, ge=1, le=256)
-    """Notification jobs one worker handles at once."""
-
     worker_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
     """How long a worker holds a job before another worker may take it over. Must exceed
     LOGWARDEN_AGENT_RUN_TIMEOUT plus two LOGWARDEN_ROUTER_CALL_TIMEOUT."""
