@@ -60,6 +60,7 @@ from router.base import (
     Connection,
     ConnectionRequired,
     ConnectionState,
+    McpEndpoint,
     RouterAuthError,
     RouterError,
     RouterUnavailable,
@@ -88,6 +89,16 @@ class HandlerOptions:
     call_timeout: float = 30.0
     max_calls: int = 16
     in_flight_grace: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """What acting on one job needs: the guard's scope, the owner's session, the plan, its inputs."""
+
+    scope: GuardScope
+    endpoint: McpEndpoint
+    plan: Plan
+    inputs: PlanInput
 
 
 class JobHandler:
@@ -182,11 +193,11 @@ class JobHandler:
         )
         run.plan = first = plan(plan_input)
         scope = GuardScope(job.id, job.kind, incident, policy, now, prior, sent, self.options.max_calls)
-        endpoint = await self._router.session(owner)
+        act = _Act(scope, await self._router.session(owner), first, plan_input)
         if self._agent is not None and self._models is not None:
-            await self._act_with_agent(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_agent(run, act)
         else:
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_rules(run, act)
         return classify(run, first)
 
     async def _links(
@@ -207,73 +218,48 @@ class JobHandler:
         return guard
 
     async def _act_with_rules(
-        self,
-        run: JobRun,
-        scope: GuardScope,
-        endpoint: Any,
-        first: Plan,
-        plan_input: PlanInput,
-        connections: dict[str, Connection],
-        only: tuple[PlannedAction, ...] | None = None,
+        self, run: JobRun, act: _Act, only: tuple[PlannedAction, ...] | None = None
     ) -> None:
-        if not first.actions:
+        if not act.plan.actions:
             return
         opts = self.options
         async with open_router_session(
-            endpoint, connect_timeout=opts.connect_timeout, call_timeout=opts.call_timeout
+            act.endpoint, connect_timeout=opts.connect_timeout, call_timeout=opts.call_timeout
         ) as session:
-            guard = self._guard(run, scope, "rules")
+            guard = self._guard(run, act.scope, "rules")
             execution = await execute_plan(
-                first, guard, session.call, only, stop_when_not_connected=only is None
+                act.plan, guard, session.call, only, stop_when_not_connected=only is None
             )
             missing = execution.not_connected
             if missing and only is None:
+                connections = dict(act.inputs.connections)
                 for channel in missing:
                     connections[channel.value] = Connection(channel.value, ConnectionState.MISSING)
-                links = {**plan_input.connect_links, **execution.connect_links}
-                again = plan(replace(plan_input, connections=dict(connections), connect_links=links))
+                links = {**act.inputs.connect_links, **execution.connect_links}
+                again = plan(replace(act.inputs, connections=connections, connect_links=links))
                 run.plan = again
                 run.fallbacks.append("replanned:not_connected:" + ",".join(c.value for c in missing))
                 execution = execution.merged(await execute_plan(again, guard, session.call))
             run.execution = run.execution.merged(execution)
             run.links.update(execution.connect_links)
 
-    async def _act_with_agent(
-        self,
-        run: JobRun,
-        scope: GuardScope,
-        endpoint: Any,
-        first: Plan,
-        plan_input: PlanInput,
-        connections: dict[str, Connection],
-    ) -> None:
+    async def _act_with_agent(self, run: JobRun, act: _Act) -> None:
         assert self._models is not None
         assert self._agent is not None
-        incident = scope.incident
+        incident = act.scope.incident
         lease = await self._models.acquire(tier_for(run.job.kind, incident.severity))
         if isinstance(lease, UseRules):
             run.fallbacks.append(f"agent:{lease.reason.value}")
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_rules(run, act)
             return
-        deps = AlertDeps(
-            run.job.id,
-            run.job.kind,
-            incident,
-            plan_input.policy,
-            connections,
-            plan_input.verdict,
-            plan_input.now,
-            plan_input.prior,
-            dict(run.links),
-            self._history,
-            self._deliveries,
-        )
-        guard = self._guard(run, scope, "agent")
+        job_input = replace(act.inputs, connect_links=dict(run.links))
+        deps = AlertDeps(job_input, self._history, self._deliveries)
+        guard = self._guard(run, act.scope, "agent")
         try:
             done = await run_alert_agent(
                 self._agent,
                 deps,
-                endpoint=endpoint,
+                endpoint=act.endpoint,
                 guard=guard,
                 lease=lease,
                 init_timeout=self.options.connect_timeout,
@@ -284,17 +270,17 @@ class JobHandler:
             run.path = DecisionPath.RULES
             run.fallbacks.append(f"agent:{failed.reason}")
             log.warning("agent failed on job %s (%s); the rules deliver", run.job.id, failed.reason)
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_rules(run, act)
             return
         run.path = DecisionPath.AGENT_MODEL
         run.report = done.report
         self._account(run, done.models, done.usage, done.cost, done.offered)
         run.links.update(guard.connect_links)
         sent_by_agent = {o.verdict.key for o in guard.outcomes if o.done}
-        floor = page_floor(first, incident, bool(sent_by_agent))
+        floor = page_floor(act.plan, incident, bool(sent_by_agent))
         floor = tuple(a for a in floor if a.idempotency_key not in sent_by_agent)
         if floor:
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections, only=floor)
+            await self._act_with_rules(run, act, only=floor)
             sent = [r for r in run.execution.results if r.status is ActionStatus.SENT]
             run.fallbacks.extend(f"floor:{r.action.kind.value}" for r in sent)
 

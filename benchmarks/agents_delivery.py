@@ -41,40 +41,22 @@ from agents.policy import BUILTIN_POLICY
 from agents.router_session import open_router_session
 from agents.worker import Worker
 from detector.dedup import Dedup, DedupConfig
-from detector.models import AnomalyEvent, EventKind, Severity, Signal, fingerprint
+from detector.models import AnomalyEvent, EventKind, Severity
 from detector.outbox import Outbox
 from logwarden import db, migrator
 from router.context_cost import definitions_cost, offered_cost
 from router.sandbox import CATALOGUE, SandboxServer
 from tests.agents.agent_scripts import agent_script, as_triage_says
 from tests.agents.agent_scripts import model as scripted
+from tests.detector.support import anomaly
 
 models.ALLOW_MODEL_REQUESTS = False
 CONFIG = DedupConfig(backoff_base=0.0)
 
 
 def _anomaly(i: int) -> AnomalyEvent:
-    service = f"svc-{i}"
-    return AnomalyEvent(
-        kind=EventKind.ONSET,
-        project="bench",
-        service=service,
-        signal=Signal.ERROR_RATE,
-        severity=Severity.CRITICAL,
-        fingerprint=fingerprint("bench", service, Signal.ERROR_RATE),
-        window_start=1_700_000_000.0,
-        window_end=1_700_000_200.0,  # sustained: the rules page without asking a model
-        error_count=400,
-        total_count=2000,
-        observed_rate=0.2,
-        baseline_mean=0.01,
-        baseline_std=0.005,
-        z=38.0,
-        ewma=0.05,
-        rate_of_change=19.0,
-        score=0.99,
-        messages=("upstream timeout after <n>ms",),
-    )
+    """A critical onset on its own service (the rules page it: PagerDuty + Slack)."""
+    return anomaly(EventKind.ONSET, Severity.CRITICAL, project="bench", service=f"svc-{i}")
 
 
 def _pct(values: list[float], q: float) -> float:

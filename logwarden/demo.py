@@ -188,7 +188,7 @@ def print_report(report: DemoReport, out: TextIO = sys.stdout) -> None:
     for d in report.deliveries:
         fallback = f"  (instead of {d['fallback_for']})" if d["fallback_for"] else ""
         w(
-            f"  {d['incident_id']:>3}  {d['job_kind']!s:<8} {d['action']!s:<18} {str(d['target'] or '-'):<16} "
+            f"  {d['incident_id']:>3}  {d['job_kind']!s:<8} {d['action']!s:<18} {d['target'] or '-'!s:<16} "
             f"{d['status']!s:<7} {d['external_ref'] or '-'}{fallback}\n"
         )
     ev = report.evaluation
