@@ -242,6 +242,9 @@ class Worker:
                 await asyncio.shield(self.outbox.release(job))
             log.info("worker %s released job %s on shutdown", self.worker_id, job.id)
             raise
+        except Exception as exc:  # a defect: retry with backoff; dead-lettered after max attempts
+            log.exception("job %s failed unexpectedly", job.id)
+            result = JobResult(Disposition.RETRY, error=f"unexpected {type(exc).__name__}: {exc}"[:2000])
         try:
             await self._apply(job, result)
         except LeaseLost:

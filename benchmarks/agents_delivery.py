@@ -37,7 +37,7 @@ from agents.audit import AuditLog
 from agents.job_handler import HandlerOptions
 from agents.log_anomaly_alert import local_tools
 from agents.models import ModelConfig, ModelRouter
-from agents.policy import BUILTIN_POLICY
+from agents.policy_file import parse_policy
 from agents.router_session import open_router_session
 from agents.worker import Worker
 from detector.dedup import Dedup, DedupConfig
@@ -52,6 +52,10 @@ from tests.detector.support import anomaly
 
 models.ALLOW_MODEL_REQUESTS = False
 CONFIG = DedupConfig(backoff_base=0.0)
+POLICY = parse_policy(
+    "version = 1\n[defaults]\nslack = { rate_limit = { enabled = false } }\n", "benchmark policy"
+)
+"""The built-in policy without Slack's 30-per-hour limit (every job here pages and posts)."""
 
 
 def _anomaly(i: int) -> AnomalyEvent:
@@ -75,7 +79,7 @@ def _worker(pool: asyncpg.Pool, server: SandboxServer, owner: str, concurrency: 
         pool,
         Outbox(pool, owner, CONFIG),
         server.router(),
-        BUILTIN_POLICY,
+        POLICY,
         extra.pop("models", None),
         concurrency=concurrency,
         options=HandlerOptions(in_flight_grace=0.0),
@@ -97,11 +101,11 @@ async def tokens(pool: asyncpg.Pool, server: SandboxServer) -> None:
     local = definitions_cost((t.name, t.description, t.parameters_json_schema) for t in _local_defs())
     preload = definitions_cost((t.slug, t.description, t.input_schema) for t in CATALOGUE.tools())
     search = sum(1 for c in d.tool_calls if c["tool"] == "COMPOSIO_SEARCH_TOOLS")
-    requests = d.requests
+    requests = d.requests - (1 if d.verdict.get("path") == "model" else 0)  # the triage model's request
     meta_total = d.tool_schema_tokens * requests
     preload_per_request = preload.schema_tokens + local.schema_tokens
     preload_total = preload_per_request * max(1, requests - search)
-    print(f"incident {claimed.incident_id}: agent decision with {requests} model requests, {search} search")
+    print(f"incident {claimed.incident_id}: agent run of {requests} model requests ({search} tool search)")
     header = f"{'tool definitions offered':<44} {'tools':>6} {'tokens/req':>11}"
     print(f"{header} {'tokens/decision':>16} {'ratio':>7}")
     print(
@@ -154,19 +158,23 @@ async def latency(pool: asyncpg.Pool, server: SandboxServer, jobs: int, concurre
         assert handled.disposition.value == "complete", handled.error
     rows = await pool.fetch(
         """
-        SELECT extract(epoch FROM min(s.created_at) FILTER (WHERE s.toolkit = 'pagerduty') - j.created_at)
+        SELECT j.id,
+               extract(epoch FROM min(s.created_at) FILTER (WHERE s.toolkit = 'pagerduty') - j.created_at)
                    AS page,
-               extract(epoch FROM max(s.created_at) - j.created_at) AS done
+               extract(epoch FROM max(s.created_at) FILTER (WHERE s.toolkit = 'slack') - j.created_at)
+                   AS done
           FROM notification_jobs j
           JOIN incidents i ON i.id = j.incident_id
-          JOIN deliveries d ON d.job_id = j.id
-          JOIN sandbox_deliveries s ON s.external_ref = d.external_ref AND s.tool_slug = d.tool_slug
-         WHERE i.project = 'bench' AND i.service LIKE 'svc-%' AND i.service <> 'svc-10000'
+          JOIN deliveries d ON d.job_id = j.id AND d.status = 'sent'
+          JOIN sandbox_deliveries s ON s.tool_slug = d.tool_slug AND s.external_ref = d.external_ref
+                                   AND s.user_id = d.owner AND s.outcome = 'ok'
+         WHERE i.project = 'bench' AND i.service <> 'svc-10000'
          GROUP BY j.id, j.created_at
         """
     )
     to_page = [float(r["page"]) * 1000 for r in rows]
     to_done = [float(r["done"]) * 1000 for r in rows]
+    assert len(rows) == jobs, len(rows)
     base = statistics.median(bare)
     print(f"{jobs} critical incidents, one at a time, rules planner (no model), sandbox router over MCP")
     print(_line("baseline: bare MCP tool call (open session)", bare, base))

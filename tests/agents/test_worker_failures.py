@@ -346,3 +346,24 @@ async def test_quiet_hours_defer_a_warning_until_they_end(pool: asyncpg.Pool, sa
         [sent] = await make_worker(pool, sandbox, policy=QUIET, clock=lambda: morning).drain()
     assert sent.disposition is Disposition.COMPLETE
     assert await actions_sent(sandbox) == ["SLACK_SEND_MESSAGE"]
+
+
+class Broken(StaleConnections):
+    """A router with a defect: connections() raises something nobody expects."""
+
+    async def connections(self, user_id: str) -> Mapping[str, Connection]:
+        raise ZeroDivisionError("bug")
+
+
+async def test_an_unexpected_error_is_retried_then_dead_lettered_not_lost(
+    pool: asyncpg.Pool, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await claim(pool, "critical")
+    worker = make_worker(pool, sandbox, router=Broken(sandbox.router()))
+    with anyio.fail_after(60):
+        handled = await worker.drain()
+    assert [h.disposition for h in handled] == [Disposition.RETRY] * CONFIG.max_attempts
+    assert handled[0].error == "unexpected ZeroDivisionError: bug"
+    [job] = await worker.outbox.jobs(incident_id=made.incident_id)
+    assert job.status is JobStatus.DEAD
+    assert "job 1 failed unexpectedly" in caplog.text
