@@ -114,6 +114,7 @@ class Guard:
         self._calls = 0
         self._sent: dict[Channel, int] = {}
         self._learned: dict[Channel, set[str]] = {}
+        self._keys: set[str] = set()
         self.records: list[CallRecord] = []
         self.outcomes: list[CallOutcome] = []
         self.connect_links: dict[str, str] = {}
@@ -166,6 +167,11 @@ class Guard:
                 pending.append(_Pending(index, canonical, dict(arguments), v, None))
                 continue
             assert v.key is not None
+            if v.key in self._keys:  # the same action twice in one run: the first one stands
+                again = Verdict(GuardReason.ALREADY_DONE, "this run already made this call", **_parts(v))
+                outcomes[index] = self._refused(slug, again)
+                continue
+            self._keys.add(v.key)
             marked = with_marker(v.tool, v.action, v.key, arguments)
             early, reservation = await self._reserve(v, canonical, marked, send, fallback_for)
             if early is not None:
@@ -406,3 +412,7 @@ class Guard:
         )
         if v.reason not in (GuardReason.READ_ONLY, GuardReason.CONNECT_LINK, GuardReason.ALLOWED):
             log.warning("guard refused %s for incident %s: %s", tool, self.scope.incident.id, v.detail)
+
+
+def _parts(v: Verdict) -> dict[str, Any]:
+    return {"tool": v.tool, "channel": v.channel, "action": v.action, "key": v.key, "target": v.target}

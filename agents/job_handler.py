@@ -23,8 +23,9 @@
 5. Classify: a retryable failure (router unavailable, rate limited, upstream error, an action in
    flight elsewhere) → retry with backoff; quiet hours holding something back → deferred to when
    they end; nothing deliverable because nothing is connected → retry (the owner may connect; the
-   link is recorded); a permanent failure (credentials refused, the app refused the call) →
-   dead-lettered; otherwise done.
+   link is recorded); credentials refused, or a permanent app failure with nothing delivered →
+   dead-lettered; otherwise done (a permanent failure beside delivered actions stays in the
+   summary and the decision; retrying would not help). Pure: :func:`agents.job_run.classify`.
 6. Record the decision (:mod:`agents.audit`), whatever happened.
 """
 

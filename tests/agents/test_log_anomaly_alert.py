@@ -270,3 +270,19 @@ async def test_a_model_that_sends_nothing_gets_the_rules_plan_sent(
     assert await actions_sent(sandbox) == ["SLACK_SEND_MESSAGE"]
     assert handled.decision is not None
     assert handled.decision.fallbacks == ("floor:slack.post",)
+
+
+async def test_the_same_action_twice_in_one_run_is_sent_once(
+    pool: asyncpg.Pool, sandbox: SandboxServer
+) -> None:
+    await claim(pool, "warning")
+    router = _router({"primary": model(agent_script(lambda f: [slack_post(f), slack_post(f)]), "primary")})
+    with anyio.fail_after(30):
+        [handled] = await make_worker(pool, sandbox, models=router).drain()
+    assert handled.disposition is Disposition.COMPLETE, handled.error
+    assert await actions_sent(sandbox) == ["SLACK_SEND_MESSAGE"]
+    assert handled.decision is not None
+    assert tool_calls(handled.decision.tool_calls)[1:] == [
+        ("SLACK_SEND_MESSAGE", "allowed", "sent"),
+        ("SLACK_SEND_MESSAGE", "already_done", "refused"),
+    ]
