@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic_ai import ModelResponse, ToolCallPart, ToolReturnPart
@@ -181,5 +181,5 @@ def hanging() -> Callable[[list[ModelMessage], AgentInfo], Any]:
     return respond
 
 
-def tool_calls(decision_calls: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def tool_calls(decision_calls: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     return [(c["tool"], c["verdict"], c["status"]) for c in decision_calls]
