@@ -1,7 +1,8 @@
 """Counts of buckets that have not closed yet: per bucket, events and errors per key id.
 
 A batch is aggregated with ``numpy.bincount`` over ``bucket * capacity + key`` when that range is
-small, else by sorting; either way no Python code runs per event. Only the few buckets inside the
+small, with ``numpy.add.at`` when there are many more keys than events, else by sorting; no
+Python code runs per event. Only the few buckets inside the
 lateness horizon are open at a time, so memory is a handful of arrays of ``capacity`` counts.
 """
 
@@ -62,6 +63,16 @@ class PendingBuckets:
         cap = self.capacity
         low = int(buckets.min())
         span = int(buckets.max()) - low + 1
+        if cap > 4 * len(buckets) and span <= 16:
+            # many keys, few events: touch only the counters of the keys seen (cost O(events))
+            for b in range(low, low + span):
+                here = buckets == b if span > 1 else None
+                if here is not None and not here.any():
+                    continue
+                n, e = self._arrays(b)
+                np.add.at(n, keys if here is None else keys[here], 1)
+                np.add.at(e, keys[errors] if here is None else keys[here & errors], 1)
+            return
         if span * cap <= 32 * len(buckets) + (1 << 17):
             idx = (buckets - low) * cap + keys
             counts = np.bincount(idx, minlength=span * cap).reshape(span, cap)

@@ -76,6 +76,12 @@ class DetectorConfig:
     """Floor on the base rate of the reported rate of change (never divides by zero)."""
     max_dispersion: float = 20.0
     """Cap on the overdispersion factor estimated from the baseline (>= 1)."""
+    dispersion_prior: float = 3.0
+    """Overdispersion assumed for errors until the baseline shows otherwise: real failures often
+    log several lines at once, and a quiet baseline cannot tell."""
+    dispersion_prior_errors: float = 30.0
+    """Weight of that assumption, in errors: a baseline with many more errors than this speaks
+    for itself."""
     critical_z: float = 10.0
     """Severity is critical when z reaches this and the rate is ``critical_ratio`` times the
     baseline, or when ``critical_error_rate`` of a window's events are errors."""
@@ -128,6 +134,7 @@ class DetectorConfig:
             "expected_floor",
             "rate_floor",
             "max_dispersion",
+            "dispersion_prior",
             "critical_z",
             "critical_ratio",
             "critical_error_rate",
@@ -143,7 +150,13 @@ class DetectorConfig:
             "series_std_floor",
         ):
             positive(name, getattr(self, name))
-        for name in ("rejection_samples", "message_samples", "min_errors", "min_volume"):
+        for name in (
+            "rejection_samples",
+            "message_samples",
+            "min_errors",
+            "min_volume",
+            "dispersion_prior_errors",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"DetectorConfig.{name} must be >= 0")
         for name in ("allowed_lateness_seconds", "max_future_seconds", "min_timestamp"):

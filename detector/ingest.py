@@ -15,6 +15,7 @@ The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 from collections.abc import Sequence
@@ -51,8 +52,9 @@ class LogLine(msgspec.Struct, gc=False):
 
     ts: str | int | float
     service: str
-    level: str = ""
-    message: str = ""
+    level: str | None = ""
+    """null means no level, as if absent."""
+    message: str | None = ""
     project: str = DEFAULT_PROJECT
     status: int | None = None
 
@@ -91,18 +93,18 @@ class EventColumns:
     def __init__(self, config: DetectorConfig, rejections: Rejections) -> None:
         self.config = config
         self.rejections = rejections
-        self._levels: dict[str, int] = {}
+        self._levels: dict[str | None, int] = {}
         """Level spelling -> 1 (error) or 0, for the first few thousand spellings seen."""
 
-    def is_error_level(self, level: str) -> int:
+    def is_error_level(self, level: str | None) -> int:
         hit = self._levels.get(level)
         if hit is None:
-            hit = int(level.strip().lower() in ERROR_LEVELS)
+            hit = int(level is not None and level.strip().lower() in ERROR_LEVELS)
             if len(self._levels) < _LEVEL_CACHE_LIMIT:
                 self._levels[level] = hit
         return hit
 
-    def error_flags(self, levels: list[str]) -> npt.NDArray[np.bool_]:
+    def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
         n = len(levels)
         try:
             flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
@@ -119,7 +121,7 @@ class EventColumns:
         ts: list[Any],
         services: list[str],
         projects: list[str] | None,
-        levels: list[str] | None,
+        levels: list[str | None] | None,
         statuses: list[int | None] | None,
         message_of: Any,
         where: Sequence[str],
@@ -243,7 +245,7 @@ class JsonLinesDecoder:
             projects,
             [r.level for r in rows],
             statuses,
-            lambda i: rows[i].message,
+            lambda i: rows[i].message or "",
             where,
         )
 
@@ -345,8 +347,7 @@ class JsonLinesDecoder:
             if m is None:
                 return None
             offset = int(m.group(1))
-        target = starts[a] + offset
-        k = int(np.searchsorted(starts[a:b], target, side="right")) - 1 + a
+        k = bisect.bisect_right(starts, starts[a] + offset, a, b) - 1
         return k if a <= k < b else None
 
     def _classify(self, line: bytes) -> Reason | None:

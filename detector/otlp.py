@@ -51,7 +51,7 @@ class OtlpDecoder:
         self.records_seen += rows.seen
         if not rows.ts:
             return Batch.empty()
-        levels = ["error" if e else "" for e in rows.errors]
+        levels: list[str | None] = ["error" if e else "" for e in rows.errors]
         return self.columns.build(
             rows.ts, rows.services, rows.projects, levels, None, rows.messages.__getitem__, rows.where
         )

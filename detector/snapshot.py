@@ -124,8 +124,13 @@ def load(data: bytes, config: DetectorConfig | None = None) -> Detector:
 async def save_state(db: Executor, processor_id: str, detector: Detector, *, timeout: float = 30.0) -> int:
     """Store ``detector``'s snapshot as ``processor_id``'s row; returns its size in bytes."""
     data = detector.snapshot()
-    await db.execute(SAVE_STATE, processor_id, FORMAT, data, timeout=timeout)
+    await save_bytes(db, processor_id, data, timeout=timeout)
     return len(data)
+
+
+async def save_bytes(db: Executor, processor_id: str, data: bytes, *, timeout: float = 30.0) -> None:
+    """Store snapshot bytes taken earlier (e.g. on the detector's own thread) as ``processor_id``'s row."""
+    await db.execute(SAVE_STATE, processor_id, FORMAT, data, timeout=timeout)
 
 
 async def load_state(

@@ -223,6 +223,8 @@ class KeyState:
             self.sum_ne[u].astype(np.float64),
             self.sum_n2[u].astype(np.float64),
             self.config.max_dispersion,
+            self.config.dispersion_prior,
+            self.config.dispersion_prior_errors,
         )
 
     def rebuild(self, last_bucket: int | None, used: int) -> None:

@@ -64,6 +64,13 @@ class _Scored:
     critical: npt.NDArray[np.bool_]
 
     @classmethod
+    def best(cls, keys: Keys, z: F64, severe: npt.NDArray[np.bool_]) -> _Scored:
+        """Per key (column), the window (row) with the highest z; critical if any is severe."""
+        window = z.argmax(axis=0)
+        critical: npt.NDArray[np.bool_] = np.asarray(severe.any(axis=0))
+        return cls(keys, z[window, np.arange(len(keys))], window, critical)
+
+    @classmethod
     def none(cls) -> _Scored:
         return cls(np.zeros(0, np.intp), np.zeros(0), np.zeros(0, np.intp), np.zeros(0, np.bool_))
 
@@ -170,15 +177,13 @@ def _score_errors(
     lams = lam[:, keys]
     gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
     gates &= vs >= cfg.min_volume
-    phi = st.phi[keys] * (1.0 + lams / (base.e[keys] + 1.0))
+    # the baseline rate is itself estimated: its variance adds (p v)^2 / errors, relative (p v) / errors
+    phi = st.phi[keys] * (1.0 + ps * vs / (base.e[keys] + 1.0))
     z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
-    best = z.argmax(axis=0)
-    zbest = z[best, np.arange(len(keys))]
     crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
         xs >= cfg.critical_error_rate * vs
     )
-    critical: npt.NDArray[np.bool_] = np.asarray((crit & (z >= cfg.z_threshold)).any(axis=0))
-    return _Scored(keys, zbest, best, critical)
+    return _Scored.best(keys, z, crit & (z >= cfg.z_threshold))
 
 
 def _score_collapse(
@@ -203,10 +208,7 @@ def _score_collapse(
     lam = mu * sizes
     vs = st.wsum_n[:, keys]
     z = np.where(low[:, keys], -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
-    best = z.argmax(axis=0)
-    zbest = z[best, np.arange(len(keys))]
-    silent = ((vs == 0) & (z >= cfg.z_threshold)).any(axis=0)
-    return _Scored(keys, zbest, best, silent)
+    return _Scored.best(keys, z, (vs == 0) & (z >= cfg.z_threshold))
 
 
 class _Stats:
@@ -256,7 +258,7 @@ class _Stats:
         if signal is Signal.ERROR_RATE:
             p = self.p(key)
             lam = max(p * v, cfg.expected_floor)
-            phi = float(st.phi[key]) * (1.0 + lam / (int(self.base.e[key]) + 1.0))
+            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e[key]) + 1.0))
             z = deviance_z1(float(x), lam, phi)
             observed = x / v if v else 0.0
             mean, std = p, math.sqrt(phi * lam) / max(v, 1)

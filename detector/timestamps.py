@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -200,7 +200,8 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
 
 
 _PREFIX_CACHE: dict[bytes, int] = {}
-"""Known "YYYY-MM-DDTHH:MM:SS" prefixes -> UTC epoch seconds (-1: invalid). Bounded."""
+"""Known "YYYY-MM-DDTHH:MM:SS" prefixes -> UTC epoch seconds (_INVALID: not a date). Bounded."""
+_INVALID = -(2**62)
 _PREFIX_CACHE_LIMIT = 8192
 _FEW = 64
 
@@ -211,23 +212,19 @@ def _prefixes(m: npt.NDArray[np.uint8]) -> tuple[IntArray, npt.NDArray[np.bool_]
     out = np.zeros(len(m), np.int64)
     if len(m) > _FEW:
         return out, _prefix(m, out)
-    ok = np.ones(len(m), dtype=np.bool_)
     rows = m[:, :19].tobytes()
-    for i in range(len(m)):
-        key = rows[i * 19 : i * 19 + 19]
-        value = _PREFIX_CACHE.get(key)
-        if value is None:
-            one = np.zeros(1, np.int64)
-            good = bool(_prefix(m[i : i + 1], one)[0])
-            value = int(one[0]) if good else -1
-            if len(_PREFIX_CACHE) >= _PREFIX_CACHE_LIMIT:
-                _PREFIX_CACHE.clear()
-            _PREFIX_CACHE[key] = value
-        if value == -1:
-            ok[i] = False
-        else:
-            out[i] = value
-    return out, ok
+    keys = [rows[i * 19 : i * 19 + 19] for i in range(len(m))]
+    values = [_PREFIX_CACHE.get(key) for key in keys]
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        fresh = np.zeros(len(missing), np.int64)
+        good = _prefix(m[missing], fresh)
+        if len(_PREFIX_CACHE) + len(missing) > _PREFIX_CACHE_LIMIT:
+            _PREFIX_CACHE.clear()
+        for i, second, valid in zip(missing, fresh.tolist(), good.tolist(), strict=True):
+            values[i] = _PREFIX_CACHE[keys[i]] = second if valid else _INVALID
+    out[:] = cast(list[int], values)  # every entry is filled by now
+    return out, out != _INVALID
 
 
 def _prefix(m: npt.NDArray[np.uint8], out: IntArray) -> npt.NDArray[np.bool_]:

@@ -29,17 +29,27 @@ def dispersion(
     sum_ne: FloatArray,
     sum_n2: FloatArray,
     cap: float,
+    prior: float = 1.0,
+    prior_errors: float = 0.0,
 ) -> tuple[FloatArray, FloatArray]:
     """Overdispersion of errors and of volume between completed baseline slots, in [1, cap].
 
     Errors: the residual ``Σ (e_j - p n_j)²`` over slots against its Poisson expectation
-    ``Σ p n_j`` (= the errors). Volume: the between-slot variance of volume against its mean.
+    ``Σ p n_j`` (= the errors), shrunk toward ``prior`` as if ``prior_errors`` more errors had
+    been seen at that dispersion: a baseline with few errors cannot show that its errors come in
+    clumps, so it is not assumed that they do not. Volume: the between-slot variance of volume
+    against its mean.
     Inputs are exact integer sums, so the result is a pure function of the stored slots (a
     restore reproduces it bit for bit).
     """
     p = np.divide(sum_e, sum_n, out=np.zeros_like(sum_e), where=sum_n > 0)
     resid = sum_e2 - p * (2.0 * sum_ne - p * sum_n2)
-    phi = np.divide(resid, sum_e, out=np.ones_like(sum_e), where=sum_e > 0)
+    phi = np.divide(
+        resid + prior * prior_errors,
+        sum_e + prior_errors,
+        out=np.ones_like(sum_e),
+        where=sum_e + prior_errors > 0,
+    )
     mean = np.divide(sum_n, n_slots, out=np.zeros_like(sum_n), where=n_slots > 0)
     spread = np.maximum(sum_n2 - n_slots * mean * mean, 0.0)
     var = np.divide(spread, n_slots - 1.0, out=np.zeros_like(sum_n), where=n_slots > 1)

@@ -13,8 +13,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from logwarden.config import ConfigError
-
 COMMAND_MODULES = (
     "logwarden.commands.db",
     "logwarden.commands.agents",
@@ -26,6 +24,7 @@ COMMAND_MODULES = (
     "logwarden.commands.replay",
     "logwarden.commands.run",
     "logwarden.commands.demo",
+    "logwarden.commands.config",
 )
 
 
@@ -44,9 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
-        print(f"logwarden: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # logwarden.config (pydantic) is imported only by commands that need settings, so that
+        # light commands start fast; a ConfigError can only come from a command that did.
+        config = sys.modules.get("logwarden.config")
+        if config is not None and isinstance(exc, config.ConfigError):
+            print(f"logwarden: {exc}", file=sys.stderr)
+            return 2
+        raise
     return code

@@ -111,13 +111,17 @@ async def run_demo(
             service.pipeline.listeners.append(events.append)
             if service.sandbox is not None:
                 fleet = workload.fleet
-                owners = {service.policy.for_service(p, n).owner for p, n in zip(fleet.projects, fleet.names, strict=True)}
+                owners = {
+                    service.policy.for_service(p, n).owner
+                    for p, n in zip(fleet.projects, fleet.names, strict=True)
+                }
                 for owner in sorted(owners):
                     await service.sandbox.store.grant(owner, demo_settings.router_toolkits)  # type: ignore[attr-defined]
             out.write(
                 f"logwarden demo: {len(workload.fleet)} services, "
                 f"{workload.config.duration_s // 60} minutes of logs, {len(labels)} injected incidents\n"
-                f"  ingest {service.http_url}/ingest  ·  sandbox router {getattr(service.sandbox, 'origin', '-')}\n"
+                f"  ingest {service.http_url}/ingest  ·  "
+                f"sandbox router {getattr(service.sandbox, 'origin', '-')}\n"
             )
             progress = Progress(workload.config.duration_s, out)
             lines, rejected = await _stream(workload, service.http_url or "", progress, speed)

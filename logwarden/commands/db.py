@@ -7,8 +7,6 @@ import asyncio
 import sys
 from typing import Any
 
-from logwarden.config import load_settings
-
 
 def register(sub: Any) -> None:
     db = sub.add_parser("db", help="database schema: migrate, status")
@@ -29,6 +27,7 @@ def _status(_args: argparse.Namespace) -> int:
 
 async def _run(*, apply: bool) -> int:
     from logwarden import db, migrator
+    from logwarden.config import load_settings
 
     settings = load_settings()
     try:

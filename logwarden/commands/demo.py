@@ -18,7 +18,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     p.add_argument(
-        "--speed", type=float, default=50.0, help="how many times faster than real time to replay (default 50)"
+        "--speed",
+        type=float,
+        default=50.0,
+        help="how many times faster than real time to replay (default 50)",
     )
     p.set_defaults(handler=_run)
 

@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         print("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected.items())))
     if result.incidents:
         print()
-        print(f"{'id':>4}  {'project/service':<32} {'signal':<16} {'severity':<9} {'opened':<19}  {'resolved':<19}  jobs")
+        head = f"{'id':>4}  {'project/service':<32} {'signal':<16} {'severity':<9} {'opened':<19}  "
+        print(head + f"{'resolved':<19}  jobs")
         for i in result.incidents:
             name = f"{i.project}/{i.service}"
             print(

@@ -80,7 +80,10 @@ async def _serve(settings: Any, args: argparse.Namespace) -> int:
         return 2
 
     async with Service.open(
-        settings, processor_id=args.processor_id, serve_http=serve_http, advance_with_clock=not args.event_clock
+        settings,
+        processor_id=args.processor_id,
+        serve_http=serve_http,
+        advance_with_clock=not args.event_clock,
     ) as service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,7 +96,8 @@ async def _serve(settings: Any, args: argparse.Namespace) -> int:
                 await service.pipeline.ingest_lines(chunk, wait=True)
 
         sources = [
-            pump(follow_file(path, stop=service.stop) if args.follow else read_file(path)) for path in args.files
+            pump(follow_file(path, stop=service.stop) if args.follow else read_file(path))
+            for path in args.files
         ]
         if args.stdin:
             sources.append(pump(read_stream(sys.stdin.buffer)))

@@ -117,7 +117,9 @@ def test_bursts_on_a_zero_error_service_are_caught() -> None:
     chunks += [burst(100, "quiet", 8, 10), burst(101, "quiet", 8, 10)]
     events = run(det, chunks) + det.flush()
     assert kinds(events)[:1] == [("onset", "error_rate", "critical")]
-    assert events[0].baseline_mean < 0.01
+    assert events[0].window_end - T0 <= 102
+    # one clump of errors on a quiet service may be noise (failures log several lines), two are not
+    assert events[0].baseline_mean < 0.02
 
 
 def test_a_single_stray_error_is_not_an_incident() -> None:

@@ -128,6 +128,8 @@ def test_any_chunking_gives_the_same_result() -> None:
         ({"level": "info", "status": 503}, True),
         ({"level": "info", "status": 499}, False),
         ({"level": "info", "status": None}, False),
+        ({"level": None, "status": 502}, True),
+        ({"level": None, "message": None}, False),
         ({}, False),
     ],
 )
