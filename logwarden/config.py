@@ -247,8 +247,8 @@ class Settings(BaseSettings):
     """Seconds one tool-router call may take before it counts as failed (outcome unknown)."""
 
     delivery_in_flight_grace: float = Field(default=60.0, ge=0, le=3600)
-    """Seconds an unfinished delivery attempt is presumed still running: a Slack post or Jira
-    comment whose earlier attempt reserved more recently is not settled or re-sent yet."""
+    """Seconds an unfinished delivery attempt is presumed still running: a Jira ticket, Slack post
+    or Jira comment whose earlier attempt reserved more recently is not settled or re-sent yet."""
 
     @field_validator("agent_fast_model", "agent_strong_model", mode="before")
     @classmethod
