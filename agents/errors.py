@@ -5,8 +5,19 @@
     AgentError                   base; .retryable
     ├── PolicyError              the notification policy file is invalid: every problem with its
     │                            file, line, field path and reason (permanent: fix the file)
-    └── AgentConfigError         a configured model cannot be used, e.g. its provider key is
-                                 missing (permanent: fix the configuration)
+    ├── AgentConfigError         a configured model cannot be used, e.g. its provider key is
+    │                            missing (permanent: fix the configuration)
+    └── MetaToolError            the tool router answered a meta-tool call with an error result
+                                 (bad arguments, or trouble of its own); nothing in that call ran
+                                 (retryable)
+
+Transport failures of the owner's tool-router session are the router's own errors
+(``router.base``): ``RouterUnavailable`` (retryable), ``RouterAuthError`` (permanent),
+``ConnectionRequired`` (ask the owner to connect; try another channel). One is refined here::
+
+    RouterUnavailable (router.base)
+    └── CallRejected             the router answered a tool call with an HTTP error status before
+                                 running it: nothing was sent (retryable)
 
 Model failures, timeouts, usage-limit breaches and an exhausted budget are not errors here: they
 are expected outcomes that route the decision to the deterministic rules (see ``agents.models``).
@@ -15,6 +26,8 @@ are expected outcomes that route the decision to the deterministic rules (see ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from router.base import RouterUnavailable
 
 
 class AgentError(Exception):
@@ -59,3 +72,15 @@ class AgentConfigError(AgentError):
     """A configured model cannot be used (unknown provider, missing key). Permanent."""
 
     retryable = False
+
+
+class MetaToolError(AgentError):
+    """The tool router answered a meta-tool call with an error result; nothing in it ran."""
+
+    retryable = True
+
+
+class CallRejected(RouterUnavailable):
+    """The router answered a tool call with an HTTP error status: nothing ran. Retryable."""
+
+    retryable = True

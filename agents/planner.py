@@ -159,6 +159,13 @@ class _Work:
     resume_at: datetime | None = None
 
 
+def idempotency_key(incident: Incident, job: JobKind, action: ActionKind, job_id: int) -> str:
+    """The one-action key: ``logwarden-<incident>/<job kind>/<action>``, plus ``/<job id>`` for
+    repeats (each repeat is a new reminder). The guard reserves it before the call."""
+    suffix = f"/{job_id}" if job is JobKind.REPEAT else ""
+    return f"{incident_key(incident)}/{job.value}/{action.value}{suffix}"
+
+
 def _refs(prior: tuple[PriorDelivery, ...]) -> dict[Channel, PriorDelivery]:
     """The original item per channel (first post / ticket / incident) from earlier deliveries."""
     found: dict[Channel, PriorDelivery] = {}
@@ -277,7 +284,7 @@ def _build(
     ref = original.external_ref if original is not None else None
     target = _target(channel, inp.policy, original)
     notices = work.notices.get(channel, [])
-    idem = f"{key}/{job.value}/{kind.value}" + (f"/{inp.job_id}" if job is JobKind.REPEAT else "")
+    idem = idempotency_key(incident, job, kind, inp.job_id)
     lookup: ToolCall | None = None
     fills: str | None = None
     search = build_call(Tool.JIRA_SEARCH, {"query": f'labels = "{key}"', "limit": 1})

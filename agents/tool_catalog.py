@@ -39,6 +39,8 @@ class Tool(StrEnum):
     PAGERDUTY_TRIGGER = "pagerduty.trigger"
     PAGERDUTY_FIND = "pagerduty.find"
     PAGERDUTY_RESOLVE = "pagerduty.resolve"
+    SLACK_HISTORY = "slack.history"
+    JIRA_COMMENTS = "jira.comments"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,8 @@ class ToolSpec:
     arguments: Mapping[str, str]
     """Logical field → the tool's argument name."""
     result_ref: tuple[str | int, ...]
-    """Path in the tool's result data to the external reference."""
+    """Path in the tool's result data to the external reference (for the probes: to the list of
+    messages or comments searched for an action's marker)."""
     fixed: Mapping[str, JsonValue] = field(default_factory=lambda: MappingProxyType({}))
     """Arguments always sent with this tool."""
 
@@ -134,8 +137,27 @@ TOOLS: Mapping[Tool, ToolSpec] = _frozen(
             result_ref=("incident", "id"),
             fixed=_frozen({"incident__type": "incident_reference", "incident__status": "resolved"}),
         ),
+        Tool.SLACK_HISTORY: ToolSpec(
+            slug="SLACK_FETCH_CONVERSATION_HISTORY",
+            channel=Channel.SLACK,
+            arguments=_frozen({"target": "channel", "since": "oldest", "limit": "limit"}),
+            result_ref=("messages",),
+        ),
+        Tool.JIRA_COMMENTS: ToolSpec(
+            slug="JIRA_LIST_ISSUE_COMMENTS",
+            channel=Channel.JIRA,
+            arguments=_frozen({"ref": "issue_key", "limit": "max_results"}),
+            result_ref=("comments",),
+        ),
     }
 )
+
+READ_ONLY: frozenset[Tool] = frozenset(
+    {Tool.JIRA_SEARCH, Tool.PAGERDUTY_FIND, Tool.SLACK_HISTORY, Tool.JIRA_COMMENTS}
+)
+"""Tools that only read: lookups before an action, and the probes that settle an unknown outcome."""
+
+TOOLS_BY_SLUG: Mapping[str, Tool] = _frozen({spec.slug: tool for tool, spec in TOOLS.items()})
 
 SLUGS_BY_CHANNEL: Mapping[Channel, frozenset[str]] = _frozen(
     {
@@ -169,8 +191,8 @@ def build_call(tool: Tool, values: Mapping[str, JsonValue]) -> ToolCall:
     return ToolCall(tool=tool, slug=spec.slug, arguments=MappingProxyType(arguments))
 
 
-def result_reference(tool: Tool, data: Any) -> str | None:
-    """The external reference in a tool's result data (None when absent, e.g. nothing found)."""
+def result_node(tool: Tool, data: Any) -> Any:
+    """The value at the tool's ``result_ref`` path in its result data (None when absent)."""
     node = data
     for step in TOOLS[tool].result_ref:
         if isinstance(step, int):
@@ -179,6 +201,12 @@ def result_reference(tool: Tool, data: Any) -> str | None:
         elif not isinstance(node, Mapping) or step not in node:
             return None
         node = node[step]
+    return node
+
+
+def result_reference(tool: Tool, data: Any) -> str | None:
+    """The external reference in a tool's result data (None when absent, e.g. nothing found)."""
+    node = result_node(tool, data)
     return None if node is None else str(node)
 
 

@@ -19,6 +19,8 @@ example ``host:pid:random``):
   (dead-lettered: kept and visible, never deleted; ``requeue`` puts it back).
 - ``release(job)``: give the job back untouched (graceful shutdown): ``pending``, due now, and
   the attempt is not counted.
+- ``defer(job, until, note)``: like ``release``, but due at ``until`` (a notification held back
+  by quiet hours runs again when they end).
 - ``extend(job, lease_for)``: keep a lease alive during long work.
 - ``incident(job)``: the job's :class:`~detector.models.Incident` as it is now.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -119,6 +122,15 @@ WHERE {_FENCE}
 RETURNING {_COLUMNS}
 """
 
+# $4 when (timestamptz), $5 note. The attempt is not counted: nothing failed.
+DEFER = f"""
+UPDATE notification_jobs
+SET status = 'pending', attempts = attempts - 1, next_attempt_at = $4, last_error = $5,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE {_FENCE}
+RETURNING {_COLUMNS}
+"""
+
 # $4 lease seconds.
 EXTEND = f"""
 UPDATE notification_jobs
@@ -196,6 +208,13 @@ class Outbox:
     async def release(self, job: NotificationJob) -> NotificationJob:
         """Give the job back without counting the attempt (graceful shutdown)."""
         return await self._fenced(RELEASE, "release job", job)
+
+    async def defer(self, job: NotificationJob, until: datetime, note: str) -> NotificationJob:
+        """Give the job back to run again at ``until`` (e.g. when quiet hours end); the attempt
+        is not counted. ``note`` says why (kept in ``last_error``)."""
+        if until.tzinfo is None:
+            raise ValueError("until must be timezone-aware")
+        return await self._fenced(DEFER, "defer job", job, until, _clip(note))
 
     async def extend(self, job: NotificationJob, lease_for: float) -> NotificationJob:
         """Push the lease's expiry to ``lease_for`` seconds from now; returns the updated job."""

@@ -20,9 +20,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
-from agents.worker import Worker
 
 from agents.policy import Policy
+from agents.worker import Worker
 from detector import snapshot
 from detector.core import Detector
 from detector.dedup import Dedup
@@ -121,6 +121,8 @@ class Service:
                 policy,
                 models,
                 concurrency=settings.worker_concurrency,
+                lease_for=settings.worker_lease_seconds,
+                poll_interval=settings.worker_poll_interval,
                 events=telemetry,
                 options=handler_options(settings),
             )

@@ -31,6 +31,6 @@ def dedup_config(settings: Settings) -> DedupConfig:
 
 
 def handler_options(settings: Settings) -> HandlerOptions:
-    from agents.job_handler import HandlerOptions
+    from logwarden.agent_setup import worker_options
 
-    return HandlerOptions()
+    return worker_options(settings)
