@@ -114,6 +114,7 @@ class Guard:
         self._calls = 0
         self._sent: dict[Channel, int] = {}
         self._learned: dict[Channel, set[str]] = {}
+        self._keys: set[str] = set()
         self.records: list[CallRecord] = []
         self.outcomes: list[CallOutcome] = []
         self.connect_links: dict[str, str] = {}
@@ -166,18 +167,23 @@ class Guard:
                 pending.append(_Pending(index, canonical, dict(arguments), v, None))
                 continue
             assert v.key is not None
+            if v.key in self._keys:  # the same action twice in one run: the first one stands
+                again = Verdict(GuardReason.ALREADY_DONE, "this run already made this call", **_parts(v))
+                outcomes[index] = self._refused(slug, again)
+                continue
+            self._keys.add(v.key)
             marked = with_marker(v.tool, v.action, v.key, arguments)
             early, reservation = await self._reserve(v, canonical, marked, send, fallback_for)
             if early is not None:
-                outcomes[index] = self._finish_outcome(early)
+                outcomes[index] = early
                 continue
             if v.action in NEW_NOTIFICATIONS and v.channel is not None:
                 self._sent[v.channel] = self._sent.get(v.channel, 0) + 1
             pending.append(_Pending(index, canonical, marked, v, reservation))
         if pending:
             for p, outcome in zip(pending, await self._run(pending, send), strict=True):
-                outcomes[p.index] = self._finish_outcome(outcome)
-        done = [o for o in outcomes if o is not None]
+                outcomes[p.index] = outcome
+        done = [self._finish_outcome(o) for o in outcomes if o is not None]
         assert len(done) == len(items)
         return done
 
@@ -406,3 +412,7 @@ class Guard:
         )
         if v.reason not in (GuardReason.READ_ONLY, GuardReason.CONNECT_LINK, GuardReason.ALLOWED):
             log.warning("guard refused %s for incident %s: %s", tool, self.scope.incident.id, v.detail)
+
+
+def _parts(v: Verdict) -> dict[str, Any]:
+    return {"tool": v.tool, "channel": v.channel, "action": v.action, "key": v.key, "target": v.target}

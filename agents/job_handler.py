@@ -23,8 +23,9 @@
 5. Classify: a retryable failure (router unavailable, rate limited, upstream error, an action in
    flight elsewhere) → retry with backoff; quiet hours holding something back → deferred to when
    they end; nothing deliverable because nothing is connected → retry (the owner may connect; the
-   link is recorded); a permanent failure (credentials refused, the app refused the call) →
-   dead-lettered; otherwise done.
+   link is recorded); credentials refused, or a permanent app failure with nothing delivered →
+   dead-lettered; otherwise done (a permanent failure beside delivered actions stays in the
+   summary and the decision; retrying would not help). Pure: :func:`agents.job_run.classify`.
 6. Record the decision (:mod:`agents.audit`), whatever happened.
 """
 
@@ -33,34 +34,34 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
-from agents.audit import AuditLog, Decision, DecisionPath, Outcome
+from agents.audit import AuditLog, DecisionPath, Outcome
 from agents.deliveries import DeliveryLost, DeliveryStore
 from agents.errors import MetaToolError
-from agents.executor import ActionStatus, Execution, execute_plan
+from agents.executor import ActionStatus, execute_plan
 from agents.guard import Guard
-from agents.guard_calls import CallOutcome, CallStatus
 from agents.guard_rules import GuardScope
-from agents.log_anomaly_alert import AgentFailed, AlertDeps, AlertReport, IncidentHistory, run_alert_agent
+from agents.job_run import Disposition, JobResult, JobRun, classify, decision_of, page_floor
+from agents.log_anomaly_alert import AgentFailed, AlertDeps, IncidentHistory, run_alert_agent
 from agents.models import ModelRouter, UseRules, tier_for
-from agents.planner import ActionKind, Plan, PlanInput, PlannedAction, SkipReason, plan
+from agents.planner import Plan, PlanInput, PlannedAction, plan
 from agents.policy import Channel, Policy
 from agents.router_session import open_router_session
 from agents.triage import TriageModel, triage
-from agents.triage_rules import Action, TriageInput, TriageVerdict
+from agents.triage_rules import Action, TriageInput
 from detector.dedup_errors import DedupError
-from detector.models import Incident, NotificationJob, Severity
+from detector.models import Incident, NotificationJob
 from router.base import (
     Connection,
     ConnectionRequired,
     ConnectionState,
+    McpEndpoint,
     RouterAuthError,
     RouterError,
     RouterUnavailable,
@@ -79,23 +80,6 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
-class Disposition(StrEnum):
-    COMPLETE = "complete"
-    RETRY = "retry"
-    DEAD = "dead"
-    DEFER = "defer"
-    LOST = "lost"
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    disposition: Disposition
-    summary: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    defer_until: datetime | None = None
-    decision: Decision | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class HandlerOptions:
     """Timeouts and caps for one job's work."""
@@ -108,25 +92,14 @@ class HandlerOptions:
     in_flight_grace: float = 60.0
 
 
-@dataclass(slots=True)
-class _Run:
-    """Scratch state of one job attempt, turned into its Decision at the end."""
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """What acting on one job needs: the guard's scope, the owner's session, the plan, its inputs."""
 
-    job: NotificationJob
-    started: float
-    path: DecisionPath = DecisionPath.RULES
-    owner: str | None = None
-    verdict: TriageVerdict | None = None
-    plan: Plan | None = None
-    models: list[str] = field(default_factory=list)
-    fallbacks: list[str] = field(default_factory=list)
-    guards: list[Guard] = field(default_factory=list)
-    execution: Execution = field(default_factory=Execution)
-    report: AlertReport | None = None
-    offered: tuple[int, int] = (0, 0)
-    tokens: tuple[int, int, int] = (0, 0, 0)
-    cost: Decimal = Decimal(0)
-    links: dict[str, str] = field(default_factory=dict)
+    scope: GuardScope
+    endpoint: McpEndpoint
+    plan: Plan
+    inputs: PlanInput
 
 
 class JobHandler:
@@ -164,7 +137,7 @@ class JobHandler:
         )
 
     async def handle(self, job: NotificationJob) -> JobResult:
-        run = _Run(job, time.perf_counter())
+        run = JobRun(job, time.perf_counter())
         incident: Incident | None = None
         try:
             incident = await self._incident_of(job)
@@ -185,7 +158,9 @@ class JobHandler:
             result = JobResult(Disposition.RETRY if exc.retryable else Disposition.DEAD, error=str(exc))
         if incident is None:
             return result
-        decision = self._decision(run, incident, result)
+        decision = decision_of(
+            run, incident, result, self._worker, (time.perf_counter() - run.started) * 1000.0
+        )
         try:
             await self._audit.record(decision)
         except RETRYABLE as exc:
@@ -194,7 +169,7 @@ class JobHandler:
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def _decide_and_act(self, run: _Run, incident: Incident) -> JobResult:
+    async def _decide_and_act(self, run: JobRun, incident: Incident) -> JobResult:
         job = run.job
         policy = self._policy.for_service(incident.project, incident.service)
         run.owner = owner = policy.owner
@@ -219,15 +194,15 @@ class JobHandler:
         )
         run.plan = first = plan(plan_input)
         scope = GuardScope(job.id, job.kind, incident, policy, now, prior, sent, self.options.max_calls)
-        endpoint = await self._router.session(owner)
+        act = _Act(scope, await self._router.session(owner), first, plan_input)
         if self._agent is not None and self._models is not None:
-            await self._act_with_agent(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_agent(run, act)
         else:
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
-        return self._classify(run, first)
+            await self._act_with_rules(run, act)
+        return classify(run, first)
 
     async def _links(
-        self, owner: str, wanted: tuple[Channel, ...], connections: Mapping[str, Connection], run: _Run
+        self, owner: str, wanted: tuple[Channel, ...], connections: Mapping[str, Connection], run: JobRun
     ) -> None:
         """Connect links for wanted channels that are not connected (best effort)."""
         for channel in wanted:
@@ -238,79 +213,54 @@ class JobHandler:
                 except RouterError as exc:
                     log.warning("no connect link for %s/%s: %s", owner, channel.value, type(exc).__name__)
 
-    def _guard(self, run: _Run, scope: GuardScope, path: str) -> Guard:
+    def _guard(self, run: JobRun, scope: GuardScope, path: str) -> Guard:
         guard = Guard(scope, self._deliveries, path=path, in_flight_grace=self.options.in_flight_grace)
         run.guards.append(guard)
         return guard
 
     async def _act_with_rules(
-        self,
-        run: _Run,
-        scope: GuardScope,
-        endpoint: Any,
-        first: Plan,
-        plan_input: PlanInput,
-        connections: dict[str, Connection],
-        only: tuple[PlannedAction, ...] | None = None,
+        self, run: JobRun, act: _Act, only: tuple[PlannedAction, ...] | None = None
     ) -> None:
-        if not first.actions:
+        if not act.plan.actions:
             return
         opts = self.options
         async with open_router_session(
-            endpoint, connect_timeout=opts.connect_timeout, call_timeout=opts.call_timeout
+            act.endpoint, connect_timeout=opts.connect_timeout, call_timeout=opts.call_timeout
         ) as session:
-            guard = self._guard(run, scope, "rules")
+            guard = self._guard(run, act.scope, "rules")
             execution = await execute_plan(
-                first, guard, session.call, only, stop_when_not_connected=only is None
+                act.plan, guard, session.call, only, stop_when_not_connected=only is None
             )
             missing = execution.not_connected
             if missing and only is None:
+                connections = dict(act.inputs.connections)
                 for channel in missing:
                     connections[channel.value] = Connection(channel.value, ConnectionState.MISSING)
-                links = {**plan_input.connect_links, **execution.connect_links}
-                again = plan(replace(plan_input, connections=dict(connections), connect_links=links))
+                links = {**act.inputs.connect_links, **execution.connect_links}
+                again = plan(replace(act.inputs, connections=connections, connect_links=links))
                 run.plan = again
                 run.fallbacks.append("replanned:not_connected:" + ",".join(c.value for c in missing))
                 execution = execution.merged(await execute_plan(again, guard, session.call))
             run.execution = run.execution.merged(execution)
             run.links.update(execution.connect_links)
 
-    async def _act_with_agent(
-        self,
-        run: _Run,
-        scope: GuardScope,
-        endpoint: Any,
-        first: Plan,
-        plan_input: PlanInput,
-        connections: dict[str, Connection],
-    ) -> None:
+    async def _act_with_agent(self, run: JobRun, act: _Act) -> None:
         assert self._models is not None
         assert self._agent is not None
-        incident = scope.incident
+        incident = act.scope.incident
         lease = await self._models.acquire(tier_for(run.job.kind, incident.severity))
         if isinstance(lease, UseRules):
             run.fallbacks.append(f"agent:{lease.reason.value}")
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_rules(run, act)
             return
-        deps = AlertDeps(
-            run.job.id,
-            run.job.kind,
-            incident,
-            plan_input.policy,
-            connections,
-            plan_input.verdict,
-            plan_input.now,
-            plan_input.prior,
-            dict(run.links),
-            self._history,
-            self._deliveries,
-        )
-        guard = self._guard(run, scope, "agent")
+        job_input = replace(act.inputs, connect_links=dict(run.links))
+        deps = AlertDeps(job_input, self._history, self._deliveries)
+        guard = self._guard(run, act.scope, "agent")
         try:
             done = await run_alert_agent(
                 self._agent,
                 deps,
-                endpoint=endpoint,
+                endpoint=act.endpoint,
                 guard=guard,
                 lease=lease,
                 init_timeout=self.options.connect_timeout,
@@ -321,149 +271,23 @@ class JobHandler:
             run.path = DecisionPath.RULES
             run.fallbacks.append(f"agent:{failed.reason}")
             log.warning("agent failed on job %s (%s); the rules deliver", run.job.id, failed.reason)
-            await self._act_with_rules(run, scope, endpoint, first, plan_input, connections)
+            await self._act_with_rules(run, act)
             return
         run.path = DecisionPath.AGENT_MODEL
         run.report = done.report
         self._account(run, done.models, done.usage, done.cost, done.offered)
         run.links.update(guard.connect_links)
-        floor = page_floor(first, incident, any(o.done for o in guard.outcomes))
+        sent_by_agent = {o.verdict.key for o in guard.outcomes if o.done}
+        floor = page_floor(act.plan, incident, bool(sent_by_agent))
+        floor = tuple(a for a in floor if a.idempotency_key not in sent_by_agent)
         if floor:
-            floor_scope = replace(scope, max_calls=scope.max_calls + 2 * len(floor))
-            await self._act_with_rules(run, floor_scope, endpoint, first, plan_input, connections, only=floor)
+            await self._act_with_rules(run, act, only=floor)
             sent = [r for r in run.execution.results if r.status is ActionStatus.SENT]
             run.fallbacks.extend(f"floor:{r.action.kind.value}" for r in sent)
 
-    def _account(self, run: _Run, models: tuple[str, ...], usage: Any, cost: Decimal, offered: Any) -> None:
+    def _account(self, run: JobRun, models: tuple[str, ...], usage: Any, cost: Decimal, offered: Any) -> None:
         run.models.extend(m for m in models if m not in run.models)
         requests, inp, out = run.tokens
         run.tokens = (requests + usage.requests, inp + usage.input_tokens, out + usage.output_tokens)
         run.cost += cost
         run.offered = (offered.tools, offered.schema_tokens)
-
-    # --- classifying and recording ------------------------------------------------------------
-
-    def _classify(self, run: _Run, first: Plan) -> JobResult:
-        summary = _summary(run)
-        final = run.plan or first
-        last = _last_by_key(run.guards)
-        pending = [
-            str(o.error or o.error_code)
-            for o in last.values()
-            if o.status is CallStatus.FAILED and o.retryable
-        ]
-        pending += [str(r.error or r.error_code) for r in run.execution.retryable_failures]
-        if pending:
-            return JobResult(
-                Disposition.RETRY, summary, error="retryable failures: " + "; ".join(pending)[:800]
-            )
-        delivered = bool(run.execution.delivered) or any(o.done for o in last.values())
-        if not delivered:
-            failures = run.execution.permanent_failures
-            if failures:
-                errors = "; ".join(str(r.error) for r in failures)[:800]
-                return JobResult(Disposition.DEAD, summary, error=f"permanent failures: {errors}")
-            unconnected = any(s.reason is SkipReason.NOT_CONNECTED for s in final.skipped)
-            if final.undelivered and final.resume_at is None and unconnected:
-                error = "nothing deliverable: no allowed channel is connected (connect links recorded)"
-                return JobResult(Disposition.RETRY, summary, error=error)
-        if final.resume_at is not None:
-            return JobResult(Disposition.DEFER, summary, "held by quiet hours", defer_until=final.resume_at)
-        return JobResult(Disposition.COMPLETE, summary)
-
-    def _decision(self, run: _Run, incident: Incident, result: JobResult) -> Decision:
-        outcome = {
-            Disposition.COMPLETE: Outcome.DELIVERED,
-            Disposition.RETRY: Outcome.RETRY,
-            Disposition.DEAD: Outcome.FAILED,
-            Disposition.DEFER: Outcome.HELD,
-            Disposition.LOST: Outcome.LOST,
-        }[result.disposition]
-        if result.summary.get("outcome") == Outcome.NOTHING_TO_DO.value:
-            outcome = Outcome.NOTHING_TO_DO
-        verdict = run.verdict
-        requests, inp, out = run.tokens
-        return Decision(
-            job_id=run.job.id,
-            incident_id=incident.id,
-            job_kind=run.job.kind,
-            attempt=run.job.attempts,
-            worker=self._worker,
-            path=run.path,
-            outcome=outcome,
-            latency_ms=(time.perf_counter() - run.started) * 1000.0,
-            owner=run.owner,
-            verdict={} if verdict is None else _verdict_json(verdict),
-            models=tuple(run.models),
-            tools_offered=run.offered[0],
-            tool_schema_tokens=run.offered[1],
-            tool_calls=tuple(r.to_json() for g in run.guards for r in g.records),
-            output=_summary(run),
-            fallbacks=tuple(run.fallbacks),
-            connect_links=dict(run.links),
-            error=result.error,
-            requests=requests,
-            input_tokens=inp,
-            output_tokens=out,
-            cost_usd=run.cost,
-        )
-
-
-def _last_by_key(guards: list[Guard]) -> dict[str, CallOutcome]:
-    """Each action's latest outcome in this attempt (a later call of the same key supersedes)."""
-    last: dict[str, CallOutcome] = {}
-    for guard in guards:
-        for outcome in guard.outcomes:
-            if outcome.verdict.key is not None:
-                last[outcome.verdict.key] = outcome
-    return last
-
-
-def page_floor(first: Plan, incident: Incident, agent_delivered: bool) -> tuple[PlannedAction, ...]:
-    """What the rules still execute after a successful agent run: on a critical incident the
-    plan's page (the PagerDuty trigger, or the notification standing in for it); and the whole
-    plan when the agent delivered nothing although triage wanted someone told."""
-    if not agent_delivered:
-        return first.actions
-    if incident.severity is not Severity.CRITICAL:
-        return ()
-    return tuple(
-        a
-        for a in first.actions
-        if a.kind is ActionKind.PAGERDUTY_TRIGGER or a.fallback_for is Channel.PAGERDUTY
-    )
-
-
-def _verdict_json(v: TriageVerdict) -> dict[str, Any]:
-    return {
-        "action": v.action.value,
-        "channels": [c.value for c in v.channels],
-        "urgency": v.urgency.value,
-        "rationale": v.rationale,
-        "path": v.path.value,
-        "reason": v.reason,
-        "fallback": v.fallback,
-    }
-
-
-def _summary(run: _Run) -> dict[str, Any]:
-    final = run.plan
-    summary: dict[str, Any] = {
-        "path": run.path.value,
-        "deliveries": [r.to_json() for r in run.execution.results],
-        "agent_calls": [
-            {"tool": o.slug, "status": o.status.value, "ref": o.external_ref}
-            for g in run.guards
-            if g.path == "agent"
-            for o in g.outcomes
-        ],
-    }
-    if final is not None:
-        summary["skipped"] = [{"channel": s.channel.value, "reason": s.reason.value} for s in final.skipped]
-        if final.resume_at is not None:
-            summary["resume_at"] = final.resume_at.isoformat()
-    if run.report is not None:
-        summary["agent_report"] = run.report.model_dump()
-    if run.links:
-        summary["connect_links"] = dict(run.links)
-    return summary

@@ -25,9 +25,7 @@ output, a broken router session): the worker then lets the rules executor delive
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
@@ -43,12 +41,12 @@ from agents.guard import Guard
 from agents.guarded_toolset import GuardedToolset, OfferedTools
 from agents.models import MODEL_FAILURES, ModelLease
 from agents.notification_text import quote_log, slack_text, ticket_text, title
-from agents.planner import PriorDelivery
-from agents.policy import CHANNEL_ORDER, Channel, JiraTarget, PagerDutyTarget, ServicePolicy, SlackTarget
+from agents.planner import PlanInput
+from agents.policy import CHANNEL_ORDER, Channel, JiraTarget, PagerDutyTarget, SlackTarget
+from agents.router_session import shared_ssl_context
 from agents.tool_catalog import TOOLS, Tool, incident_key
-from agents.triage_rules import TriageVerdict
 from detector.models import Incident, IncidentStatus, JobKind
-from router.base import Connection, McpEndpoint
+from router.base import McpEndpoint
 from router.context_cost import ContextCost
 
 AGENT_NAME = "log-anomaly-alert"
@@ -116,27 +114,24 @@ class IncidentHistory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AlertDeps:
-    job_id: int
-    job_kind: JobKind
-    incident: Incident
-    policy: ServicePolicy
-    connections: Mapping[str, Connection]
-    verdict: TriageVerdict
-    now: datetime
-    prior: tuple[PriorDelivery, ...] = ()
-    connect_links: Mapping[str, str] = field(default_factory=dict)
+    """What the agent knows: the planner's inputs for the job (the incident with its
+    representative log messages, the service's policy slice, the owner's connection states and
+    connect links, earlier deliveries, the triage verdict, the clock), and read-only access to
+    incident history and the deliveries record."""
+
+    job: PlanInput
     history: IncidentHistory | None = None
     deliveries: DeliveryStore | None = None
 
 
 def _allowed(deps: AlertDeps) -> dict[str, Any]:
     """The exact targets and keys the guard accepts, per channel the policy allows."""
-    policy, incident = deps.policy, deps.incident
+    policy, incident = deps.job.policy, deps.job.incident
     key = incident_key(incident)
     allowed: dict[str, Any] = {}
     for channel in CHANNEL_ORDER:
-        used = any(d.channel is channel for d in deps.prior)
-        if not policy.allows(channel, incident.severity) and not (used and deps.job_kind is JobKind.RESOLVE):
+        used = any(d.channel is channel for d in deps.job.prior)
+        if not policy.allows(channel, incident.severity) and not (used and deps.job.kind is JobKind.RESOLVE):
             continue
         target = policy.channel(channel).target
         if isinstance(target, SlackTarget):
@@ -156,13 +151,13 @@ def _allowed(deps: AlertDeps) -> dict[str, Any]:
 
 def facts(deps: AlertDeps) -> dict[str, Any]:
     """What the model is told about the incident (log text only as quoted, untrusted data)."""
-    incident, event = deps.incident, deps.incident.latest
-    verdict = deps.verdict
+    incident, event = deps.job.incident, deps.job.incident.latest
+    verdict = deps.job.verdict
     return {
-        "job": {"id": deps.job_id, "kind": deps.job_kind.value},
+        "job": {"id": deps.job.job_id, "kind": deps.job.kind.value},
         "incident": {
             "id": incident.id,
-            "title": title(incident, deps.job_kind),
+            "title": title(incident, deps.job.kind),
             "project": incident.project,
             "service": incident.service,
             "signal": incident.signal.value,
@@ -173,16 +168,16 @@ def facts(deps: AlertDeps) -> dict[str, Any]:
             "last_seen": incident.last_seen.isoformat(),
         },
         "suggested_text": {
-            "slack": slack_text(incident, deps.job_kind),
-            "ticket": ticket_text(incident, deps.job_kind),
+            "slack": slack_text(incident, deps.job.kind),
+            "ticket": ticket_text(incident, deps.job.kind),
         },
-        "owner": deps.policy.owner,
+        "owner": deps.job.policy.owner,
         "allowed": _allowed(deps),
-        "connections": {k: c.state.value for k, c in sorted(deps.connections.items())},
-        "connect_links": dict(deps.connect_links),
+        "connections": {k: c.state.value for k, c in sorted(deps.job.connections.items())},
+        "connect_links": dict(deps.job.connect_links),
         "earlier_deliveries": [
             {"channel": d.channel.value, "action": d.action.value, "target": d.target, "ref": d.external_ref}
-            for d in deps.prior
+            for d in deps.job.prior
         ],
         "triage": {
             "action": verdict.action.value,
@@ -204,7 +199,7 @@ async def incident_history(ctx: RunContext[AlertDeps], limit: int = 5) -> list[d
     if deps.history is None:
         return []
     found = await deps.history.list_incidents(
-        project=deps.incident.project, service=deps.incident.service, limit=max(1, min(limit, 20))
+        project=deps.job.incident.project, service=deps.job.incident.service, limit=max(1, min(limit, 20))
     )
     return [
         {
@@ -222,10 +217,10 @@ async def incident_history(ctx: RunContext[AlertDeps], limit: int = 5) -> list[d
 async def recent_incident_facts(ctx: RunContext[AlertDeps]) -> dict[str, Any]:
     """This incident's facts and every delivery recorded for it so far (fresh from the record)."""
     deps = ctx.deps
-    rows = [] if deps.deliveries is None else await deps.deliveries.for_incident(deps.incident.id)
+    rows = [] if deps.deliveries is None else await deps.deliveries.for_incident(deps.job.incident.id)
     return {
         "incident": facts(deps)["incident"],
-        "resolved": deps.incident.status is IncidentStatus.RESOLVED,
+        "resolved": deps.job.incident.status is IncidentStatus.RESOLVED,
         "deliveries": [
             {"channel": r.channel.value, "action": r.action.value, "status": r.status, "ref": r.external_ref}
             for r in rows
@@ -300,10 +295,13 @@ async def run_alert_agent(
         init_timeout=init_timeout,
         read_timeout=read_timeout,
         max_retries=1,
+        verify=shared_ssl_context(),
     )
     offered = OfferedTools(CombinedToolset([GuardedToolset(mcp, guard=guard), local_tools()]))
     usage = RunUsage()
-    prompt = f"{deps.job_kind.value} job {deps.job_id} for incident {deps.incident.id}: decide and act."
+    prompt = (
+        f"{deps.job.kind.value} job {deps.job.job_id} for incident {deps.job.incident.id}: decide and act."
+    )
     try:
         result = await agent.run(
             prompt,

@@ -44,7 +44,8 @@ import asyncpg
 
 from agents.audit import AuditLog, Decision
 from agents.deliveries import DeliveryStore
-from agents.job_handler import Disposition, HandlerOptions, JobHandler, JobResult
+from agents.job_handler import HandlerOptions, JobHandler
+from agents.job_run import Disposition, JobResult
 from agents.models import ModelRouter
 from agents.policy import Policy
 from detector.dedup_errors import DedupError, LeaseLost
@@ -163,12 +164,20 @@ class Worker:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Lease and handle jobs until ``stop`` is set or :meth:`shutdown` is called."""
-        while not self._stopping.is_set() and not (stop is not None and stop.is_set()):
+
+        def stopped() -> bool:
+            return self._stopping.is_set() or (stop is not None and stop.is_set())
+
+        while not stopped():
             await self._slots.acquire()
             free = 1
             while free < self.concurrency and not self._slots.locked():
                 await self._slots.acquire()
                 free += 1
+            if stopped():  # shutdown began while every slot was busy
+                for _ in range(free):
+                    self._slots.release()
+                break
             try:
                 jobs = await self.outbox.lease(free, self.lease_for)
             except DedupError as exc:
@@ -233,6 +242,9 @@ class Worker:
                 await asyncio.shield(self.outbox.release(job))
             log.info("worker %s released job %s on shutdown", self.worker_id, job.id)
             raise
+        except Exception as exc:  # a defect: retry with backoff; dead-lettered after max attempts
+            log.exception("job %s failed unexpectedly", job.id)
+            result = JobResult(Disposition.RETRY, error=f"unexpected {type(exc).__name__}: {exc}"[:2000])
         try:
             await self._apply(job, result)
         except LeaseLost:

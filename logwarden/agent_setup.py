@@ -13,6 +13,7 @@ from logwarden.config import ConfigError, Settings
 if TYPE_CHECKING:
     import asyncpg
 
+    from agents.job_handler import HandlerOptions
     from agents.models import ModelConfig, ModelRouter
     from agents.policy import Policy
 
@@ -64,3 +65,26 @@ def model_router(settings: Settings, pool: asyncpg.Pool | None) -> ModelRouter:
     except AgentConfigError as exc:
         raise ConfigError(str(exc)) from None
     return router
+
+
+def worker_options(settings: Settings) -> HandlerOptions:
+    """The worker's per-job options from ``LOGWARDEN_AGENT_*``, ``_ROUTER_*`` and ``_DELIVERY_*``.
+
+    The lease must outlive a job's longest work (an agent run, then the rules' calls), or a
+    second worker could take over a job that is still running.
+    """
+    from agents.job_handler import HandlerOptions
+
+    needed = settings.agent_run_timeout + 2 * settings.router_call_timeout
+    if settings.worker_lease_seconds <= needed:
+        raise ConfigError(
+            f"LOGWARDEN_WORKER_LEASE_SECONDS ({settings.worker_lease_seconds:g}) must exceed "
+            f"LOGWARDEN_AGENT_RUN_TIMEOUT + 2 x LOGWARDEN_ROUTER_CALL_TIMEOUT ({needed:g})"
+        )
+    return HandlerOptions(
+        act_with_model=settings.agent_act_with_model,
+        connect_timeout=settings.router_connect_timeout,
+        call_timeout=settings.router_call_timeout,
+        max_calls=settings.agent_max_tool_calls,
+        in_flight_grace=settings.delivery_in_flight_grace,
+    )

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "logwarden.commands.replay",
     "logwarden.commands.run",
     "logwarden.commands.demo",
+    "logwarden.commands.config",
 )
 
 

@@ -174,26 +174,6 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     """Notification jobs one processor handles at once."""
 
-    worker_call_timeout: float = Field(default=30.0, gt=0, le=3600)
-    """Seconds one tool-router call (an MCP request) may take before it counts as failed."""
-
-    worker_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
-    """Seconds a notification job stays leased to the processor handling it. A processor that
-    dies mid-job holds its jobs this long before another takes them over. Must exceed twice
-    ``LOGWARDEN_WORKER_CALL_TIMEOUT`` (a job outlives its calls)."""
-
-    worker_in_flight_grace: float = Field(default=60.0, ge=0, le=86400)
-    """Seconds an unfinished delivery attempt (reserved, no outcome) is presumed still running
-    elsewhere; after that, the next attempt settles its unknown outcome and sends if needed."""
-
-    @field_validator("worker_lease_seconds")
-    @classmethod
-    def _lease_outlives_calls(cls, value: float, info: Any) -> float:
-        call_timeout = info.data.get("worker_call_timeout")
-        if isinstance(call_timeout, float) and value <= 2 * call_timeout:
-            raise ValueError(f"must exceed twice LOGWARDEN_WORKER_CALL_TIMEOUT ({call_timeout})")
-        return value
-
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
     """debug, info, warning or error."""
 
@@ -245,6 +225,30 @@ class Settings(BaseSettings):
 
     agent_model_request_timeout: float = Field(default=20.0, gt=0, le=600)
     """Seconds one HTTP request to a model provider may take."""
+
+    agent_act_with_model: bool = True
+    """With a model configured: the log-anomaly-alert agent acts through the owner's session
+    (true), or the model only triages the ambiguous cases and the rules act (false)."""
+
+    agent_max_tool_calls: int = Field(default=16, ge=1, le=200)
+    """The guard's cap on tool calls per run (each app call inside a multi-execute counts)."""
+
+    worker_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """How long a worker holds a job before another worker may take it over. Must exceed
+    LOGWARDEN_AGENT_RUN_TIMEOUT plus two LOGWARDEN_ROUTER_CALL_TIMEOUT."""
+
+    worker_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds an idle worker waits before looking for due jobs again."""
+
+    router_connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds to connect to (and initialize) an owner's tool-router MCP session."""
+
+    router_call_timeout: float = Field(default=30.0, gt=0, le=600)
+    """Seconds one tool-router call may take before it counts as failed (outcome unknown)."""
+
+    delivery_in_flight_grace: float = Field(default=60.0, ge=0, le=3600)
+    """Seconds an unfinished delivery attempt is presumed still running: a Jira ticket, Slack post
+    or Jira comment whose earlier attempt reserved more recently is not settled or re-sent yet."""
 
     @field_validator("agent_fast_model", "agent_strong_model", mode="before")
     @classmethod

@@ -122,6 +122,7 @@ class Service:
                 models,
                 concurrency=settings.worker_concurrency,
                 lease_for=settings.worker_lease_seconds,
+                poll_interval=settings.worker_poll_interval,
                 events=telemetry,
                 options=handler_options(settings),
             )

@@ -31,8 +31,6 @@ def dedup_config(settings: Settings) -> DedupConfig:
 
 
 def handler_options(settings: Settings) -> HandlerOptions:
-    from agents.job_handler import HandlerOptions
+    from logwarden.agent_setup import worker_options
 
-    return HandlerOptions(
-        call_timeout=settings.worker_call_timeout, in_flight_grace=settings.worker_in_flight_grace
-    )
+    return worker_options(settings)

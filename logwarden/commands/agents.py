@@ -1,4 +1,4 @@
-"""``logwarden policy check|show`` and ``logwarden agents eval``."""
+"""``logwarden policy check|show`` and ``logwarden agents eval|audit``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def register(sub: Any) -> None:
     )
     evaluate.add_argument("path", type=Path, help="a scenario .toml file or a directory of them")
     evaluate.set_defaults(handler=_eval)
+    audit = agents_sub.add_parser(
+        "audit", help="what was sent for an incident (deliveries) and why (one decision per job attempt)"
+    )
+    audit.add_argument("incident", type=int, help="incident id")
+    audit.set_defaults(handler=_audit)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -91,3 +96,54 @@ async def _run_eval(path: Path) -> int:
     else:
         report = await run(cases, rules_decider, label="rules")
     return 0 if report.failures == () else 1
+
+
+def _audit(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_audit(args.incident))
+
+
+async def _run_audit(incident_id: int) -> int:
+    import sys
+
+    from agents.audit import AuditLog
+    from agents.deliveries import DeliveryStore
+    from logwarden import db
+
+    settings = load_settings()
+    try:
+        pool = await db.create_pool(db.resolve_database(settings), settings)
+    except db.DatabaseUnavailable as exc:
+        print(f"logwarden: {exc}", file=sys.stderr)
+        return 1
+    try:
+        deliveries = await DeliveryStore(pool).for_incident(incident_id)
+        decisions = await AuditLog(pool).for_incident(incident_id)
+    finally:
+        await pool.close()
+    if not deliveries and not decisions:
+        print(f"incident {incident_id}: nothing recorded")
+        return 1
+    print(f"incident {incident_id}: {len(deliveries)} deliveries, {len(decisions)} decisions")
+    for r in deliveries:
+        via = f" (for {r.fallback_for.value})" if r.fallback_for is not None else ""
+        ref = r.external_ref or "-"
+        print(f"  {r.key:<48} {r.status:<8} {r.tool_slug} -> {r.target or '-'}{via} ref {ref} [{r.path}]")
+        if r.error:
+            print(f"      error: {r.error}")
+    for row in decisions:
+        d = row.decision
+        models = ", ".join(d.models) or "no model"
+        print(
+            f"  job {d.job_id} ({d.job_kind.value}) attempt {d.attempt}: {d.outcome.value} by {d.path.value} "
+            f"[{models}] {d.latency_ms:.0f} ms, {d.input_tokens}+{d.output_tokens} tokens, ${d.cost_usd}"
+        )
+        for call in d.tool_calls:
+            print(f"      {call.get('tool')}: {call.get('verdict')} -> {call.get('status')}")
+        if d.fallbacks:
+            print(f"      fallbacks: {', '.join(d.fallbacks)}")
+        if d.connect_links:
+            for toolkit, link in d.connect_links.items():
+                print(f"      connect {toolkit}: {link}")
+        if d.error:
+            print(f"      error: {d.error}")
+    return 0

@@ -8,7 +8,7 @@ import pytest
 
 from agents.audit import AuditLog, DecisionPath, Outcome
 from agents.deliveries import DeliveryStore
-from agents.job_handler import Disposition
+from agents.job_run import Disposition
 from detector.models import EventKind, JobKind, JobStatus
 from router.sandbox import SandboxServer
 from tests.agents.support import actions_sent, claim, make_worker
@@ -95,3 +95,25 @@ async def test_resolve_closes_the_loop_on_everything_open_and_repeat_created(
     [comment] = await pool.fetch("SELECT issue_key, body FROM sandbox_jira_comments")
     assert comment["issue_key"] == issue["issue_key"]
     assert "resolved" in comment["body"]
+
+
+async def test_an_escalation_pages_and_updates_the_warning_post(
+    pool: asyncpg.Pool, sandbox: SandboxServer
+) -> None:
+    opened = await claim(pool, "warning")
+    worker = make_worker(pool, sandbox)
+    with anyio.fail_after(60):
+        await worker.drain()
+        await expire_window(pool, opened.fingerprint)
+        escalated = await claim(pool, "critical", EventKind.ESCALATION)
+        assert escalated.job_kind is JobKind.ESCALATE
+        [handled] = await worker.drain()
+    assert handled.disposition is Disposition.COMPLETE, handled.error
+    assert await actions_sent(sandbox) == [
+        "SLACK_SEND_MESSAGE",  # open (warning): post
+        "PAGERDUTY_CREATE_INCIDENT_RECORD",  # escalate: page
+        "SLACK_UPDATE_MESSAGE",  # escalate: the warning post now says critical
+    ]
+    [post] = await pool.fetch("SELECT text, edited_at FROM sandbox_slack_messages")
+    assert post["edited_at"] is not None
+    assert "[CRITICAL] escalated" in post["text"]

@@ -14,8 +14,10 @@ import pytest
 
 from agents.audit import AuditLog, Outcome
 from agents.deliveries import DeliveryStore, Reservation
-from agents.job_handler import Disposition, HandlerOptions
+from agents.job_handler import HandlerOptions
+from agents.job_run import Disposition
 from agents.policy_file import parse_policy
+from agents.worker import Handled, Worker
 from detector.dedup import DedupConfig
 from detector.models import JobStatus, NotificationJob
 from detector.outbox import Outbox
@@ -169,6 +171,19 @@ class Crash(BaseException):
     """The process dies here."""
 
 
+async def _crash_then_rerun(
+    pool: asyncpg.Pool, sandbox: SandboxServer, doomed: Worker, job_id: int | None
+) -> Handled:
+    """``doomed`` dies on the job; its lease runs out; another worker picks the job up."""
+    assert job_id is not None
+    with anyio.fail_after(60):
+        with pytest.raises(Crash):
+            await doomed.drain()
+        await expire_lease(pool, job_id)
+        [handled] = await make_worker(pool, sandbox, owner="worker-b").drain()
+    return handled
+
+
 class CrashingOutbox(Outbox):
     async def complete(self, job: NotificationJob, result: Mapping[str, Any]) -> NotificationJob:
         raise Crash
@@ -179,12 +194,7 @@ async def test_a_crash_after_delivery_before_the_job_completes_sends_nothing_twi
 ) -> None:
     made = await claim(pool, "critical")
     doomed = make_worker(pool, sandbox, outbox=CrashingOutbox(pool, "worker-a", CONFIG))
-    with anyio.fail_after(60):
-        with pytest.raises(Crash):
-            await doomed.drain()
-        assert made.job_id is not None
-        await expire_lease(pool, made.job_id)
-        [handled] = await make_worker(pool, sandbox, owner="worker-b").drain()
+    handled = await _crash_then_rerun(pool, sandbox, doomed, made.job_id)
     assert handled.disposition is Disposition.COMPLETE
     assert await actions_sent(sandbox) == ["PAGERDUTY_CREATE_INCIDENT_RECORD", "SLACK_SEND_MESSAGE"]
     assert handled.decision is not None
@@ -222,12 +232,7 @@ async def test_a_crash_between_the_tool_call_and_its_record_sends_nothing_twice(
 ) -> None:
     made = await claim(pool, "critical")
     doomed = make_worker(pool, sandbox, deliveries=CrashingDeliveries(pool, action))
-    with anyio.fail_after(60):
-        with pytest.raises(Crash):
-            await doomed.drain()
-        assert made.job_id is not None
-        await expire_lease(pool, made.job_id)
-        [handled] = await make_worker(pool, sandbox, owner="worker-b").drain()
+    handled = await _crash_then_rerun(pool, sandbox, doomed, made.job_id)
     assert handled.disposition is Disposition.COMPLETE, handled.error
     assert await pool.fetchval("SELECT count(*) FROM sandbox_pd_incidents") == 1
     assert await pool.fetchval("SELECT count(*) FROM sandbox_slack_messages") == 1
@@ -345,3 +350,24 @@ async def test_quiet_hours_defer_a_warning_until_they_end(pool: asyncpg.Pool, sa
         [sent] = await make_worker(pool, sandbox, policy=QUIET, clock=lambda: morning).drain()
     assert sent.disposition is Disposition.COMPLETE
     assert await actions_sent(sandbox) == ["SLACK_SEND_MESSAGE"]
+
+
+class Broken(StaleConnections):
+    """A router with a defect: connections() raises something nobody expects."""
+
+    async def connections(self, user_id: str) -> Mapping[str, Connection]:
+        raise ZeroDivisionError("bug")
+
+
+async def test_an_unexpected_error_is_retried_then_dead_lettered_not_lost(
+    pool: asyncpg.Pool, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = await claim(pool, "critical")
+    worker = make_worker(pool, sandbox, router=Broken(sandbox.router()))
+    with anyio.fail_after(60):
+        handled = await worker.drain()
+    assert [h.disposition for h in handled] == [Disposition.RETRY] * CONFIG.max_attempts
+    assert handled[0].error == "unexpected ZeroDivisionError: bug"
+    [job] = await worker.outbox.jobs(incident_id=made.incident_id)
+    assert job.status is JobStatus.DEAD
+    assert "job 1 failed unexpectedly" in caplog.text

@@ -70,7 +70,12 @@ async def test_processor_killed_mid_stream_loses_nothing_and_doubles_nothing(
     first_half = streams.json_lines(stream.baseline + stream.burst[:half_burst])
     # A short lease and grace, so the survivor takes over whatever the dead processor held at once.
     env = run_env(
-        database_url, tmp_path, worker_lease_seconds=5, worker_call_timeout=2, worker_in_flight_grace=2
+        database_url,
+        tmp_path,
+        worker_lease_seconds=5,
+        agent_run_timeout=1,
+        router_call_timeout=1.5,
+        delivery_in_flight_grace=2,
     )
     with anyio.fail_after(90):
         async with (

@@ -113,3 +113,22 @@ def test_agents_eval_command_scores_the_rules(
     monkeypatch.delenv("LOGWARDEN_AGENT_STRONG_MODEL", raising=False)
     assert main(["agents", "eval", str(ROOT / "tests" / "agents" / "scenarios")]) == 0
     assert re.search(r"rules: (\d+)/\1 scenarios passed \(100.0%\)", capsys.readouterr().out)
+
+
+def test_worker_options_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from logwarden.agent_setup import worker_options
+
+    monkeypatch.setenv("LOGWARDEN_AGENT_ACT_WITH_MODEL", "false")
+    monkeypatch.setenv("LOGWARDEN_ROUTER_CALL_TIMEOUT", "12")
+    monkeypatch.setenv("LOGWARDEN_AGENT_MAX_TOOL_CALLS", "9")
+    monkeypatch.setenv("LOGWARDEN_DELIVERY_IN_FLIGHT_GRACE", "5")
+    options = worker_options(load_settings())
+    assert (options.act_with_model, options.call_timeout, options.max_calls, options.in_flight_grace) == (
+        False,
+        12.0,
+        9,
+        5.0,
+    )
+    monkeypatch.setenv("LOGWARDEN_WORKER_LEASE_SECONDS", "70")
+    with pytest.raises(ConfigError, match=r"LOGWARDEN_WORKER_LEASE_SECONDS \(70\) must exceed .* \(84\)"):
+        worker_options(load_settings())
