@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import gzip
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -141,6 +142,11 @@ def log_time(run: RunProcess, message: str) -> float:
     raise RuntimeError(f"{run.name} never logged {message!r}:\n{run.log()}")
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def started(entry: dict[str, Any]) -> bool:
     return entry.get("msg") == "logwarden processor started"
 
@@ -151,13 +157,15 @@ class RunFigures:
     seconds: float
     startup: float
     note: str
+    cpu: float
+    """CPU seconds (user + system) of the logwarden process over its whole life, start-up included."""
 
 
-async def through_stdin(admin: str, path: Path, lines: int, tmp: Path) -> RunFigures:
-    url = await prepared(admin, f"lw_bench_stdin_{os.getpid()}")
-    env = run_env(url, tmp / "stdin", detector__allowed_lateness_seconds=LATENESS, log_level="info")
+async def through_stdin(admin: str, path: Path, lines: int, tmp: Path, phase: str = "stdin") -> RunFigures:
+    url = await prepared(admin, f"lw_bench_{phase}_{os.getpid()}")
+    env = run_env(url, tmp / phase, detector__allowed_lateness_seconds=LATENESS, log_level="info")
     args = ["--stdin", "--no-http", "--exit-at-eof", "--event-clock", "--processor-id", "bench-stdin"]
-    spawned = time.time()
+    spawned, cpu = time.time(), children_cpu()
     async with logwarden_run(args, env, name="stdin") as run:
         await run.wait_for_log(started)
         with path.open("rb") as f:
@@ -167,7 +175,8 @@ async def through_stdin(admin: str, path: Path, lines: int, tmp: Path) -> RunFig
         if await run.wait() != 0:
             raise RuntimeError(f"logwarden run failed:\n{run.log()}")
     began, ended = log_time(run, "logwarden processor started"), log_time(run, "logwarden processor stopped")
-    return RunFigures(lines, ended - began, began - spawned, await outcome(url))
+    cpu = children_cpu() - cpu
+    return RunFigures(lines, ended - began, began - spawned, await outcome(url), cpu)
 
 
 def free_port() -> int:
@@ -198,7 +207,7 @@ async def through_http(
     payloads = list(bodies(path, body_lines))
     queue = iter(payloads)
     counts = {"accepted": 0, "rejected": 0, "overloaded": 0}
-    spawned = time.time()
+    spawned, cpu = time.time(), children_cpu()
 
     async def client(http: httpx.AsyncClient) -> None:
         for body, _ in queue:
@@ -237,7 +246,7 @@ async def through_http(
         f"{counts['overloaded']} answers 503; "
         f"{len(payloads)} bodies of {body_lines:,} lines, {size:.1f} MB gzip"
     )
-    figures = RunFigures(lines, posting, startup, note)
+    figures = RunFigures(lines, posting, startup, note, children_cpu() - cpu)
     return figures, f"SIGTERM shutdown {shutdown:.2f} s; {await outcome(url)}"
 
 
@@ -359,6 +368,9 @@ async def throughput(admin: str, args: argparse.Namespace, tmp: Path) -> None:
     config = DetectorConfig(allowed_lateness_seconds=LATENESS)
 
     before = detector_only(path, config)
+    empty = tmp / "empty.jsonl"
+    empty.write_bytes(b"")
+    idle = await through_stdin(admin, empty, 0, tmp, "idle")  # start-up and shutdown alone
     stdin = await through_stdin(admin, path, totals.lines, tmp) if "stdin" in args.phases else None
     http = (
         await through_http(admin, path, args.clients, args.body_lines, tmp) if "http" in args.phases else None
@@ -376,10 +388,21 @@ async def throughput(admin: str, args: argparse.Namespace, tmp: Path) -> None:
     if stdin is not None:
         row("stdin  logwarden run --stdin (process)", stdin.lines, stdin.seconds, det_rate)
         print(f"         {stdin.seconds:.2f} s; start-up {stdin.startup:.1f} s apart; {stdin.note}")
+        net = stdin.cpu - idle.cpu
+        print(
+            f"         process CPU {stdin.cpu:.1f} s; {net:.1f} s beyond an empty run's {idle.cpu:.1f} s: "
+            f"{totals.lines / net / 1e3:.0f} k lines per CPU-second (detector alone: "
+            f"{totals.lines / min(before[1], after[1]) / 1e3:.0f} k)"
+        )
     if http is not None:
         figures, shutdown = http
         row(f"HTTP   POST /ingest gzip, {args.clients} clients", figures.lines, figures.seconds, det_rate)
         print(f"         {figures.seconds:.2f} s; start-up {figures.startup:.1f} s apart")
+        net = figures.cpu - idle.cpu
+        print(
+            f"         process CPU {figures.cpu:.1f} s; {net:.1f} s beyond an empty run's: "
+            f"{totals.lines / net / 1e3:.0f} k lines per CPU-second (gzip, HTTP and detection)"
+        )
         print(f"         {figures.note}")
         print(f"         {shutdown}")
 
@@ -441,7 +464,7 @@ def main() -> None:
         try:
             asyncio.run(run(url, args, Path(tmp)))
         finally:
-            for phase in ("stdin", "http", "latency"):
+            for phase in ("idle", "stdin", "http", "latency"):
                 asyncio.run(scratch(url, f"lw_bench_{phase}_{os.getpid()}", create=False))
             del embedded
 
