@@ -36,8 +36,9 @@ import asyncpg
 from detector import snapshot
 from detector.core import Detector
 from detector.counters import DetectorStats
-from detector.dedup import Dedup
+from detector.dedup import ClaimResult, Dedup
 from detector.dedup_errors import DedupUnavailable, InvalidAnomaly
+from detector.dedup_rules import ClaimReason
 from detector.models import AnomalyEvent, EventKind
 from logwarden.api import IngestResult, MalformedBody, Overloaded
 from logwarden.telemetry import Telemetry
@@ -233,6 +234,8 @@ class Pipeline:
             delay = 0.05
             for (event, emitted_at), result in zip(batch, results, strict=True):
                 self.telemetry.claimed(event, result.reason.value, emitted_at, self.clock())
+                if result.reason in _LOGGED_CLAIMS:
+                    _log_claim(event, result)
             for _ in batch:
                 self._backlog.popleft()
             done += len(batch)
@@ -284,6 +287,35 @@ class Pipeline:
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
+
+
+_LOGGED_CLAIMS = frozenset(
+    {
+        ClaimReason.NEW_INCIDENT,
+        ClaimReason.ESCALATED,
+        ClaimReason.REPEAT_DUE,
+        ClaimReason.RESOLVED,
+        ClaimReason.REOPENED,
+    }
+)
+"""Claims that change an incident's status or page someone: operators see these in the log."""
+
+
+def _log_claim(event: AnomalyEvent, result: ClaimResult) -> None:
+    log.info(
+        "incident %s: %s",
+        result.incident_id,
+        result.reason.value,
+        extra={
+            "incident_id": result.incident_id,
+            "claim": result.reason.value,
+            "project": event.project,
+            "service": event.service,
+            "signal": event.signal.value,
+            "severity": event.severity.label,
+            "job_id": result.job_id,
+        },
+    )
 
 
 def _delta(before: DetectorStats, after: DetectorStats) -> IngestResult:

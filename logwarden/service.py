@@ -202,19 +202,31 @@ class Service:
         await self.pipeline.flush()
         await self.pipeline.claim_pending()
         deadline = time.monotonic() + timeout
+        waiting = 0
         while time.monotonic() < deadline:
             await self.worker.drain()
             waiting = await self.outbox.unfinished()
             if waiting == 0:
                 return
             await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        # Not lost (the jobs stay in the outbox for the next processor), but say so.
+        log.warning(
+            "drain gave up with notification jobs unfinished",
+            extra={"unfinished_jobs": waiting, "timeout_seconds": timeout},
+        )
 
     async def _shutdown(self) -> None:
         self.stop.set()
         if self.http is not None:
             await self.http.stop()
         with contextlib.suppress(Exception):
-            await self.pipeline.advance()
+            # Close the buckets: up to the processor clock, or (event-time mode, e.g. old logs)
+            # all of them. Advancing an event-time detector to the wall clock would close
+            # every empty bucket in between and announce every ongoing anomaly as recovered.
+            if self.pipeline.config.advance_with_clock:
+                await self.pipeline.advance()
+            else:
+                await self.pipeline.flush()
             await asyncio.wait_for(self.pipeline.claim_pending(), timeout=10)
         await self.pipeline.save_snapshot()
         await self.worker.shutdown(grace=10.0)

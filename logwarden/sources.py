@@ -3,11 +3,13 @@
 ``follow_file`` behaves like ``tail -F``: it waits for a file that does not exist yet, reads what
 is appended, and reopens the path when the file is rotated (a new inode) or truncated. Chunks are
 raw bytes in arbitrary cuts; the detector carries a partial last line to the next chunk.
+``prefetch`` reads any of them ahead of its consumer, so reading overlaps detection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -90,3 +92,40 @@ async def read_file(path: Path, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[b
     with path.open("rb") as handle:
         async for chunk in read_stream(handle, chunk_size):
             yield chunk
+
+
+async def prefetch(
+    chunks: AsyncIterator[bytes], *, depth: int = 4, max_bytes: int = CHUNK_SIZE
+) -> AsyncIterator[bytes]:
+    """``chunks`` read ahead by a background task into a queue of at most ``depth`` chunks, so the
+    next read overlaps the consumer's work on this one; chunks already waiting are handed over
+    together, up to about ``max_bytes`` (a pipe yields 64 KiB per read). Nothing is reordered or
+    dropped; a read error is raised to the consumer after the chunks read before it."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(depth)
+    failed: list[Exception] = []
+
+    async def fill() -> None:
+        try:
+            async for chunk in chunks:
+                await queue.put(chunk)
+        except Exception as exc:  # handed to the consumer, in order, after what was read
+            failed.append(exc)
+        await queue.put(None)
+
+    filler = asyncio.create_task(fill())
+    try:
+        while (chunk := await queue.get()) is not None:
+            joined = bytearray(chunk)
+            while len(joined) < max_bytes and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    queue.put_nowait(None)  # the end: seen on the next round
+                    break
+                joined += more
+            yield bytes(joined)
+        if failed:
+            raise failed[0]
+    finally:
+        filler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await filler

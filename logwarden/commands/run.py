@@ -70,7 +70,7 @@ def _secrets(settings: Any) -> list[str]:
 
 async def _serve(settings: Any, args: argparse.Namespace) -> int:
     from logwarden.service import Service
-    from logwarden.sources import follow_file, read_file, read_stream
+    from logwarden.sources import follow_file, prefetch, read_file, read_stream
 
     serve_http = not args.no_http
     finite = bool(args.files or args.stdin) and not args.follow
@@ -92,7 +92,7 @@ async def _serve(settings: Any, args: argparse.Namespace) -> int:
             print(f"logwarden: listening on {service.http_url} (POST /v1/logs, /ingest)", file=sys.stderr)
 
         async def pump(chunks: Any) -> None:
-            async for chunk in chunks:
+            async for chunk in prefetch(chunks):  # the next read overlaps this chunk's detection
                 await service.pipeline.ingest_lines(chunk, wait=True)
 
         sources = [

@@ -1,11 +1,12 @@
 import asyncio
 import io
-from collections.abc import Callable
+import itertools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from logwarden.sources import follow_file, read_file, read_stream
+from logwarden.sources import follow_file, prefetch, read_file, read_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +75,52 @@ async def test_read_stream_and_file_return_everything(tmp_path: Path) -> None:
     path = tmp_path / "f.log"
     path.write_bytes(data)
     assert b"".join([c async for c in read_file(path, chunk_size=4096)]) == data
+
+
+async def chunks_of(parts: list[bytes], fail_after: int | None = None) -> AsyncIterator[bytes]:
+    for i, part in enumerate(parts):
+        if fail_after is not None and i == fail_after:
+            raise OSError("disk gone")
+        yield part
+        await asyncio.sleep(0)
+
+
+async def test_prefetch_keeps_order_and_joins_waiting_chunks_up_to_the_limit() -> None:
+    parts = [bytes([65 + i]) * 3 for i in range(10)]
+    seen: list[bytes] = []
+    async for chunk in prefetch(chunks_of(parts), depth=8, max_bytes=7):
+        seen.append(chunk)
+        for _ in range(20):  # a slow consumer: the reader gets ahead meanwhile
+            await asyncio.sleep(0)
+    assert b"".join(seen) == b"".join(parts)
+    assert len(seen) < len(parts)  # chunks that waited were handed over together...
+    assert all(len(c) < 7 + 3 for c in seen)  # ...but never far past the limit
+
+
+async def test_prefetch_raises_a_read_error_after_what_was_read_before_it() -> None:
+    seen: list[bytes] = []
+
+    async def consume() -> None:
+        async for chunk in prefetch(chunks_of([b"a\n", b"b\n", b"c\n"], fail_after=2), depth=1):
+            seen.append(chunk)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
+    assert b"".join(seen) == b"a\nb\n"
+
+
+async def test_prefetch_stops_reading_when_the_consumer_stops() -> None:
+    read: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for i in itertools.count():
+            read.append(i)
+            yield b"x\n"
+
+    stream = prefetch(endless(), depth=2, max_bytes=4)
+    first = await anext(stream)
+    assert first in (b"x\n", b"x\nx\n")
+    await stream.aclose()
+    before = len(read)
+    await asyncio.sleep(0)
+    assert len(read) == before <= 5  # bounded read-ahead, and nothing read after closing
