@@ -361,6 +361,12 @@ class Settings(BaseSettings):
         return value
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secrets' plain values, for log redaction (never to be printed)."""
+    values = (getattr(settings, name) for name in sorted(_SECRET_FIELDS))
+    return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
+
 def _secret_fields() -> frozenset[str]:
     """Fields whose values are never echoed back in errors: every field typed with SecretStr."""
     fields = Settings.model_fields.items()

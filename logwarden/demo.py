@@ -116,7 +116,7 @@ async def run_demo(
                     for p, n in zip(fleet.projects, fleet.names, strict=True)
                 }
                 for owner in sorted(owners):
-                    await service.sandbox.store.grant(owner, demo_settings.router_toolkits)  # type: ignore[attr-defined]
+                    await service.sandbox.store.grant(owner, demo_settings.router_toolkits)
             out.write(
                 f"logwarden demo: {len(workload.fleet)} services, "
                 f"{workload.config.duration_s // 60} minutes of logs, {len(labels)} injected incidents\n"

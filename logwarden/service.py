@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -38,6 +39,9 @@ from logwarden.pipeline import Pipeline, PipelineConfig
 from logwarden.settings_map import dedup_config, detector_config, handler_options
 from logwarden.telemetry import Telemetry
 from router.base import ToolRouter
+
+if TYPE_CHECKING:
+    from router.sandbox import SandboxServer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class Service:
     http: HttpServer | None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    sandbox: object | None = None
+    sandbox: SandboxServer | None = None
 
     @classmethod
     @asynccontextmanager
@@ -238,7 +242,7 @@ class Service:
 
 async def _open_router(
     stack: AsyncExitStack, settings: Settings, pool: asyncpg.Pool, sandbox_port: int | None
-) -> tuple[ToolRouter, object | None]:
+) -> tuple[ToolRouter, SandboxServer | None]:
     """Composio when configured; else the sandbox router served in this process (or, when its
     port is taken by another logwarden process on this machine, that one through the database)."""
     from logwarden.routers import open_router, router_kind

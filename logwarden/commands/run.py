@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from logwarden import logs
-    from logwarden.config import load_settings
+    from logwarden.config import load_settings, secret_values
 
     settings = load_settings()
     overrides: dict[str, Any] = {}
@@ -50,22 +50,13 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update=overrides)
     logs.configure(
         settings.log_level.upper(),
-        secrets=_secrets(settings),
+        secrets=secret_values(settings),
         json_lines=None if settings.log_format == "auto" else settings.log_format == "json",
     )
     if args.follow and args.stdin and not args.files:
         print("logwarden: --follow needs files", file=sys.stderr)
         return 2
     return asyncio.run(_serve(settings, args))
-
-
-def _secrets(settings: Any) -> list[str]:
-    out = []
-    for name in ("database_url", "composio_api_key", "ingest_token", "sandbox_admin_token"):
-        value = getattr(settings, name, None)
-        if value is not None:
-            out.append(value.get_secret_value())
-    return out
 
 
 async def _serve(settings: Any, args: argparse.Namespace) -> int:

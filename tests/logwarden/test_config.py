@@ -74,3 +74,13 @@ def test_secrets_never_appear_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch
     s = Settings(database_url="postgresql://admin:hunter2@db/x")  # type: ignore[arg-type]
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.model_dump())
+
+
+def test_secret_values_lists_every_configured_secret_for_redaction() -> None:
+    s = Settings(
+        database_url="postgresql://admin:hunter2@db/x",  # type: ignore[arg-type]
+        composio_api_key="ak_live_123456",  # type: ignore[arg-type]
+    )
+    from logwarden.config import secret_values
+
+    assert sorted(secret_values(s)) == ["ak_live_123456", "postgresql://admin:hunter2@db/x"]
