@@ -62,6 +62,10 @@ class WorkerEvents(Protocol):
 
     def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
 
+    def job_done(self, job_id: int, outcome: str) -> None:
+        """The job's outcome by id (lets the service time anomaly → delivery per job)."""
+        ...
+
     def delivery(self, channel: str, outcome: str) -> None: ...
 
     def decision(self, path: str, input_tokens: int, output_tokens: int, cost_usd: Decimal) -> None: ...
@@ -81,10 +85,14 @@ class WorkerCounters:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     job_seconds: list[float] = field(default_factory=list)
+    outcomes: dict[int, str] = field(default_factory=dict)
 
     def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
         self.jobs[(kind, outcome)] += 1
         self.job_seconds.append(seconds)
+
+    def job_done(self, job_id: int, outcome: str) -> None:
+        self.outcomes[job_id] = outcome
 
     def delivery(self, channel: str, outcome: str) -> None:
         self.deliveries[(channel, outcome)] += 1
@@ -273,6 +281,7 @@ class Worker:
         events = self.events
         try:
             events.job_finished(job.kind.value, result.disposition.value, seconds)
+            events.job_done(job.id, result.disposition.value)
             d = result.decision
             if d is None:
                 return

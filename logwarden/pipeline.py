@@ -233,7 +233,7 @@ class Pipeline:
                 continue
             delay = 0.05
             for (event, emitted_at), result in zip(batch, results, strict=True):
-                self.telemetry.claimed(event, result.reason.value, emitted_at, self.clock())
+                self.telemetry.claimed(event, result.reason.value, emitted_at, self.clock(), result.job_id)
                 if result.reason in _LOGGED_CLAIMS:
                     _log_claim(event, result)
             for _ in batch:

@@ -8,6 +8,7 @@ scrape time; incident and job gauges are refreshed from PostgreSQL by :meth:`ref
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
@@ -23,13 +24,17 @@ INCIDENTS_BY_STATUS = "SELECT status, count(*) AS n FROM incidents GROUP BY stat
 JOBS_BY_STATUS = "SELECT status, count(*) AS n FROM notification_jobs GROUP BY status"
 
 StatsSource = Callable[[], DetectorStats | None]
+_MAX_AWAITING = 10_000
 
 
 class Telemetry:
     """All metrics of one processor."""
 
-    def __init__(self, stats: StatsSource | None = None) -> None:
+    def __init__(self, stats: StatsSource | None = None, clock: Callable[[], float] = time.time) -> None:
         self.registry = r = Registry()
+        self._clock = clock
+        self._awaiting: dict[int, float] = {}
+        """Job id → when its anomaly was emitted, for jobs this processor's claims created."""
         self._stats: StatsSource = stats if stats is not None else (lambda: None)
         r.counter(
             "logwarden_log_records_received_total", "JSON lines and OTLP log records received."
@@ -94,7 +99,7 @@ class Telemetry:
         )
         self.delivery_latency = r.histogram(
             "logwarden_anomaly_to_delivery_seconds",
-            "Anomaly emitted to its incident's notification delivered (open jobs, this processor).",
+            "Anomaly emitted to its job completed, for jobs claimed and handled by this processor.",
         )
         self.snapshot_bytes = r.gauge("logwarden_detector_snapshot_bytes", "Size of the last saved snapshot.")
 
@@ -122,9 +127,15 @@ class Telemetry:
         self.anomalies.inc(event.signal.value, event.kind.value, event.severity.label)
         self.detection_latency.observe(max(0.0, now - event.window_end))
 
-    def claimed(self, event: AnomalyEvent, reason: str, emitted_at: float, now: float) -> None:
+    def claimed(
+        self, event: AnomalyEvent, reason: str, emitted_at: float, now: float, job_id: int | None = None
+    ) -> None:
         self.claims.inc(reason)
         self.claim_latency.observe(max(0.0, now - emitted_at))
+        if job_id is not None:
+            self._awaiting[job_id] = emitted_at
+            if len(self._awaiting) > _MAX_AWAITING:  # jobs another processor delivered
+                del self._awaiting[next(iter(self._awaiting))]
 
     def claim_retry(self) -> None:
         self.claim_retries.inc()
@@ -140,6 +151,13 @@ class Telemetry:
     def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
         self.jobs_finished.inc(kind, outcome)
         self.job_latency.observe(seconds, kind)
+
+    def job_done(self, job_id: int, outcome: str) -> None:
+        if outcome in ("retry", "defer"):  # it will be handled again: keep waiting for it
+            return
+        emitted_at = self._awaiting.pop(job_id, None)
+        if emitted_at is not None and outcome == "complete":
+            self.delivery_latency.observe(max(0.0, self._clock() - emitted_at))
 
     def delivery(self, channel: str, outcome: str) -> None:
         self.deliveries.inc(channel, outcome)

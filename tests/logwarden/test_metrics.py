@@ -52,3 +52,41 @@ def test_gauge_collector_is_read_at_render_time() -> None:
     assert 'lw_incidents{status="open"} 1' in reg.render()
     state["open"] = 4.0
     assert 'lw_incidents{status="open"} 4' in reg.render()
+
+
+def test_anomaly_to_delivery_latency_is_timed_per_job_across_retries() -> None:
+    from detector.models import AnomalyEvent, EventKind, Severity, Signal, fingerprint
+    from logwarden.telemetry import Telemetry
+
+    now = [100.0]
+    t = Telemetry(clock=lambda: now[0])
+    event = AnomalyEvent(
+        EventKind.ONSET,
+        "shop",
+        "api",
+        Signal.ERROR_RATE,
+        Severity.CRITICAL,
+        fingerprint("shop", "api", Signal.ERROR_RATE),
+        0.0,
+        1.0,
+        9,
+        10,
+        0.9,
+        0.01,
+        0.01,
+        12.0,
+        0.5,
+        8.0,
+        1.0,
+    )
+    t.claimed(event, "new_incident", emitted_at=100.0, now=100.1, job_id=7)
+    t.claimed(event, "duplicate_in_window", emitted_at=100.0, now=100.1, job_id=None)
+    now[0] = 101.0
+    t.job_done(7, "retry")  # not delivered yet: still timed from the anomaly
+    assert t.delivery_latency.count() == 0
+    now[0] = 102.5
+    t.job_done(7, "complete")
+    t.job_done(8, "complete")  # a job another processor claimed: not timed here
+    assert t.delivery_latency.count() == 1
+    assert t.delivery_latency.sums[()] == 2.5
+    assert 'logwarden_claims_total{reason="new_incident"} 1' in t.render()
