@@ -126,10 +126,33 @@ class Dedup:
 
     async def claim_many(self, anomalies: Sequence[AnomalyEvent]) -> list[ClaimResult]:
         """Claim a batch in one statement; results are in input order. Anomalies for the same
-        fingerprint are applied in their order in the batch, exactly as if claimed one by one."""
+        fingerprint are applied in their order in the batch, exactly as if claimed one by one.
+
+        An anomaly that repeats the one before it for its fingerprint (same severity, both
+        recoveries or both not) is not sent: after the first has been claimed, the repeat is
+        always ``duplicate_in_window`` (``nothing_open`` if the first was), because every claim
+        that changes something restarts the window. So a batch pays only for what can change."""
         if not anomalies:
             return []
-        return await self._claim(CLAIM_MANY, _columns(anomalies), anomalies)
+        columns = _columns(anomalies)
+        sent, copy_of = _repeats(columns, compress=self.config.window >= _MIN_WINDOW)
+        if len(sent) < len(anomalies):
+            columns = [[col[i] for i in sent] for col in columns]
+        results = await self._claim(CLAIM_MANY, columns, [anomalies[i] for i in sent])
+        if not copy_of:
+            return results
+        by_index = dict(zip(sent, results, strict=True))
+        out: list[ClaimResult] = []
+        for index in range(len(anomalies)):
+            result = by_index.get(index)
+            if result is None:
+                first = by_index[copy_of[index]]
+                reason = first.reason
+                if reason is not ClaimReason.NOTHING_OPEN:
+                    reason = ClaimReason.DUPLICATE_IN_WINDOW
+                result = ClaimResult(reason, first.fingerprint, first.incident_id, None, None)
+            out.append(result)
+        return out
 
     async def _claim(
         self, sql: str, columns: list[Any], anomalies: Sequence[AnomalyEvent]
@@ -142,8 +165,9 @@ class Dedup:
         params = columns
         cfg = self.config
         for _ in range(_RACE_RETRIES):
+            extra = [_ordinals(params[0])] if sql is CLAIM_MANY else []
             with translated("claim"):
-                rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval)
+                rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval, *extra)
             retry: list[int] = []
             for index, (reason, incident_id, job_id, job_kind) in zip(pending, rows, strict=True):
                 if reason == "retry":
@@ -157,6 +181,44 @@ class Dedup:
             if sql is CLAIM_MANY:
                 params = [[col[i] for i in retry] for col in columns]
         raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
+
+
+_MIN_WINDOW = 0.001
+"""Below this window (seconds) a repeat may land outside it, so repeats are sent like any claim."""
+
+
+def _repeats(columns: list[list[object]], *, compress: bool) -> tuple[list[int], dict[int, int]]:
+    """Which anomalies of a batch to send, and for each repeat the index of the sent anomaly it
+    repeats (see ``Dedup.claim_many``)."""
+    n = len(columns[0])
+    if not compress:
+        return list(range(n)), {}
+    fps, kinds, severities = columns[0], columns[4], columns[5]
+    last: dict[object, tuple[bool, object, int]] = {}
+    sent: list[int] = []
+    copy_of: dict[int, int] = {}
+    for i in range(n):
+        fp = fps[i]
+        key = (kinds[i] == "recovery", severities[i])
+        before = last.get(fp)
+        if before is not None and before[:2] == key:
+            copy_of[i] = before[2]
+            continue
+        last[fp] = (key[0], key[1], i)
+        sent.append(i)
+    return sent, copy_of
+
+
+def _ordinals(fps: list[object]) -> list[int]:
+    """For each anomaly, its position (1, 2, ...) among the batch's anomalies for its fingerprint:
+    the order in which the claim statement folds them."""
+    seen: dict[object, int] = {}
+    out: list[int] = []
+    for fp in fps:
+        k = seen.get(fp, 0) + 1
+        seen[fp] = k
+        out.append(k)
+    return out
 
 
 _REASONS = {r.value: r for r in ClaimReason}

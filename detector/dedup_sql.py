@@ -17,7 +17,9 @@ Both statements have the same shape and share every fragment below:
    ``retry`` (the caller runs them again and then finds the row).
 
 Parameters: $1..$7 fingerprint, project, service, signal, kind, severity (1/2), latest anomaly
-JSON (arrays in CLAIM_MANY, scalars in CLAIM_ONE); $8 window seconds; $9 repeat interval seconds.
+JSON (arrays in CLAIM_MANY, scalars in CLAIM_ONE); $8 window seconds; $9 repeat interval seconds;
+CLAIM_MANY only: $10 each anomaly's position among the batch's anomalies for its fingerprint
+(1, 2, ...; computed by the caller, so the statement needs no window function).
 Output: one row per anomaly, in input order: reason, incident_id, job_id, job_kind.
 """
 
@@ -67,7 +69,8 @@ END"""
 
 _STEP_COLUMNS = (
     "fp, k, existed, incident_id, phase, severity, ack, window_until, paged_at, resolve_job_id, "
-    "held_ok, applied, ord, reason, job_kind, job_id, cancels, project, service, signal, latest"
+    "held_ok, applied, ord, reason, job_kind, job_id, cancels, project, service, signal, latest, "
+    "occ, lat"
 )
 
 # One step of the fold: state `s` + event `e` → the state after (dedup_rules.advance()) and what
@@ -91,7 +94,10 @@ _STEP = f"""
            s.applied + CASE WHEN d.reason IN {_NOOP} THEN 0 ELSE 1 END,
            e.ord, d.reason, j.job_kind, n.job_id,
            CASE WHEN d.reason = 'reopened' THEN s.resolve_job_id END,
-           e.project, e.service, e.signal, e.latest
+           e.project, e.service, e.signal, e.latest,
+           CASE WHEN d.reason = 'new_incident' THEN 1
+                WHEN d.reason IN {_OCCURRENCE} THEN s.occ + 1 ELSE s.occ END,
+           CASE WHEN d.reason IN {_OCCURRENCE} THEN e.latest ELSE s.lat END
     FROM {{state}} s
     JOIN ev e ON e.fp = s.fp AND e.k = s.k + 1
     CROSS JOIN LATERAL (SELECT {_DECIDE} AS reason) d
@@ -129,7 +135,8 @@ base AS MATERIALIZED (
            COALESCE(l.resolve_job_id IN (SELECT id FROM cancelled), false) AS held_ok,
            0::bigint AS applied, NULL::bigint AS ord, NULL::text AS reason, NULL::text AS job_kind,
            NULL::bigint AS job_id, NULL::bigint AS cancels, NULL::text AS project,
-           NULL::text AS service, NULL::text AS signal, NULL::text AS latest
+           NULL::text AS service, NULL::text AS signal, NULL::text AS latest,
+           0::bigint AS occ, NULL::text AS lat
     FROM (SELECT DISTINCT fp FROM ev WHERE noop IS NULL) t
     LEFT JOIN locked l ON l.fingerprint = t.fp
 ),"""
@@ -157,27 +164,22 @@ incidents_w AS (
     INSERT INTO incidents AS i
         (id, fingerprint, project, service, signal, status, severity, occurrences, latest,
          resolved_at, resolved_by)
-    SELECT t.id, t.fp, t.project, t.service, t.signal,
+    SELECT t.incident_id, t.fp, t.project, t.service, t.signal,
            CASE WHEN t.phase = 'recovered' THEN 'resolved' WHEN t.ack THEN 'acknowledged' ELSE 'open' END,
-           t.severity, t.occurrences, t.latest::jsonb,
+           t.severity, t.occ, t.lat::jsonb,
            CASE WHEN t.phase = 'recovered' THEN now() END,
            CASE WHEN t.phase = 'recovered' THEN 'detector' END
+    -- each incident's state after its last step in the batch: the fold carries the occurrences
+    -- it added (occ) and its latest anomaly (lat); severity only rises within an incident
     FROM (
-        SELECT s.incident_id AS id, min(s.fp) AS fp,
-               min(s.project) AS project, min(s.service) AS service, min(s.signal) AS signal,
-               count(*) FILTER (WHERE s.reason IN {_OCCURRENCE}) AS occurrences,
-               max(s.severity) AS severity,
-               (array_agg(s.phase ORDER BY s.k DESC))[1] AS phase,
-               (array_agg(s.ack ORDER BY s.k DESC))[1] AS ack,
-               (array_agg(s.latest ORDER BY s.k DESC)
-                    FILTER (WHERE s.reason IN {_OCCURRENCE}))[1] AS latest
+        SELECT DISTINCT ON (s.incident_id) s.*
         FROM st s
         WHERE s.reason NOT IN {_NOOP} AND s.fp IN (SELECT fp FROM ok)
-        GROUP BY s.incident_id
+        ORDER BY s.incident_id, s.k DESC
     ) t
     -- ascending ids: an incident resolved in this batch is updated before its successor is
     -- inserted, so the two never overlap in the one-unresolved-per-fingerprint index
-    ORDER BY t.id
+    ORDER BY t.incident_id
     ON CONFLICT (id) DO UPDATE
     SET status = excluded.status,
         severity = greatest(i.severity, excluded.severity),
@@ -216,10 +218,11 @@ CLAIM_MANY = f"""
 WITH RECURSIVE
 ev AS MATERIALIZED (
     SELECT e.ord, e.fp COLLATE "C" AS fp, e.project, e.service, e.signal, e.kind, e.severity,
-           e.latest, row_number() OVER (PARTITION BY e.fp COLLATE "C" ORDER BY e.ord) AS k,
+           e.latest, e.k,
            c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::text[])
-         WITH ORDINALITY AS e (fp, project, service, signal, kind, severity, latest, ord)
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::text[],
+                $10::int8[])
+         WITH ORDINALITY AS e (fp, project, service, signal, kind, severity, latest, k, ord)
     -- a plain read of the snapshot; LIMIT keeps it a per-anomaly index probe whatever the plan
     LEFT JOIN LATERAL (
         SELECT c.incident_id, c.phase, c.severity, c.window_until

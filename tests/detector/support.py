@@ -103,3 +103,25 @@ async def incidents_of(db: Executor, fp: str) -> list[asyncpg.Record]:
 async def job_kinds(db: Executor) -> Counter[str]:
     rows = await db.fetch("SELECT kind FROM notification_jobs")
     return Counter(r["kind"] for r in rows)
+
+
+DANGLING = """
+SELECT 'incident_claims' AS source, c.fingerprint AS ref FROM incident_claims c
+WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.id = c.incident_id AND i.fingerprint = c.fingerprint)
+UNION ALL
+SELECT 'notification_jobs', j.id::text FROM notification_jobs j
+WHERE NOT EXISTS (SELECT 1 FROM incidents i WHERE i.id = j.incident_id)
+UNION ALL
+SELECT 'incident_claims.resolve_job_id', c.fingerprint FROM incident_claims c
+WHERE c.resolve_job_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM notification_jobs j
+    WHERE j.id = c.resolve_job_id AND j.incident_id = c.incident_id AND j.kind = 'resolve')
+"""
+
+
+async def assert_references_hold(db: Executor) -> None:
+    """Every claim row points at an incident of its own fingerprint (and at that incident's
+    resolve job, if any), and every job at an existing incident: what the foreign keys dropped by
+    migration 0007 would have checked, and a little more."""
+    dangling = await db.fetch(DANGLING)
+    assert [tuple(r) for r in dangling] == []

@@ -7,7 +7,7 @@ import json
 import asyncpg
 import pytest
 
-from detector.dedup import ClaimReason, Dedup, DedupConfig
+from detector.dedup import ClaimReason, Dedup, DedupConfig, _columns, _repeats
 from detector.dedup_errors import DedupStorageError, InvalidAnomaly
 from detector.incidents import Incidents
 from detector.models import AnomalyEvent, JobKind, Severity, Signal
@@ -249,6 +249,68 @@ async def test_claim_many_resolve_and_new_incident_in_one_batch(pool: asyncpg.Po
     rows = await incidents_of(pool, anomaly().fingerprint)
     assert [r["status"] for r in rows] == ["resolved", "resolved", "open"]
     assert len({r.incident_id for r in results}) == 3
+
+
+async def test_claim_many_answers_repeats_without_sending_them(pool: asyncpg.Pool) -> None:
+    """A repeat of the anomaly before it for the same fingerprint is answered as a duplicate of
+    it (claim_many does not send it), and the answers equal claiming one by one."""
+
+    def batch(project: str) -> list[AnomalyEvent]:
+        return [
+            anomaly(kind, severity, project=project, **extra)
+            for kind, severity, extra in [
+                ("onset", "warning", {}),
+                ("onset", "warning", {}),
+                ("escalation", "warning", {"service": "other"}),
+                ("escalation", "critical", {}),
+                ("onset", "critical", {}),
+                ("recovery", "warning", {}),
+                ("recovery", "warning", {}),
+                ("recovery", "warning", {"service": "other"}),
+                ("recovery", "warning", {"service": "other"}),
+                ("recovery", "warning", {"service": "never-seen"}),
+                ("recovery", "warning", {"service": "never-seen"}),
+            ]
+        ]
+
+    columns = _columns(batch("a"))
+    sent, copy_of = _repeats(columns, compress=True)
+    assert sent == [0, 2, 3, 5, 7, 9]
+    assert copy_of == {1: 0, 4: 3, 6: 5, 8: 7, 10: 9}
+    assert _repeats(columns, compress=False) == (list(range(11)), {})
+
+    results = await Dedup(pool).claim_many(batch("a"))
+    singly = [await Dedup(pool).claim(a) for a in batch("b")]
+    assert (
+        [r.reason for r in results]
+        == [r.reason for r in singly]
+        == [
+            R.NEW_INCIDENT,
+            R.DUPLICATE_IN_WINDOW,
+            R.NEW_INCIDENT,
+            R.ESCALATED,
+            R.DUPLICATE_IN_WINDOW,
+            R.RESOLVED,
+            R.DUPLICATE_IN_WINDOW,
+            R.RESOLVED,
+            R.DUPLICATE_IN_WINDOW,
+            R.NOTHING_OPEN,
+            R.NOTHING_OPEN,
+        ]
+    )
+    assert [r.job_kind for r in results] == [r.job_kind for r in singly]
+    ids = [r.incident_id for r in results]
+    assert ids[0] == ids[1] == ids[3] == ids[4] == ids[5] == ids[6]
+    assert ids[2] == ids[7] == ids[8]
+    assert ids[9] is ids[10] is None
+
+
+async def test_claim_many_sends_repeats_when_the_window_is_zero(pool: asyncpg.Pool) -> None:
+    """With no window a repeat is not a duplicate: it attaches to the incident, and counts."""
+    results = await Dedup(pool, DedupConfig(window=0)).claim_many([anomaly()] * 3)
+    assert [r.reason for r in results] == [R.NEW_INCIDENT, R.ATTACHED_TO_OPEN, R.ATTACHED_TO_OPEN]
+    [row] = await incidents_of(pool, anomaly().fingerprint)
+    assert row["occurrences"] == 3
 
 
 async def test_empty_batch(pool: asyncpg.Pool) -> None:

@@ -9,6 +9,7 @@ the model's notion of "inside the window" is exact.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from detector.dedup import Dedup, DedupConfig
 from detector.dedup_rules import ClaimReason, ClaimState, Phase, advance, decide, job_for
 from detector.incidents import Incidents
 from detector.models import EventKind, JobKind, Severity
-from tests.detector.support import age_last_page, anomaly, expire_window, jobs_of
+from tests.detector.support import age_last_page, anomaly, assert_references_hold, expire_window, jobs_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -30,6 +31,13 @@ WINDOW = timedelta(seconds=CONFIG.window)
 REPEAT = timedelta(seconds=CONFIG.repeat_interval)
 SEQUENCES = 40
 STEPS = 14
+OCCURRENCES = {
+    ClaimReason.NEW_INCIDENT,
+    ClaimReason.ATTACHED_TO_OPEN,
+    ClaimReason.ESCALATED,
+    ClaimReason.REPEAT_DUE,
+    ClaimReason.REOPENED,
+}
 OPS = ["claim"] * 3 + ["batch"] * 2 + ["expire"] * 2 + ["age"] * 2 + ["lease", "ack", "resolve"]
 
 
@@ -38,10 +46,16 @@ class Model:
     state: ClaimState | None = None
     jobs: list[list[str]] = field(default_factory=list)  # [kind, status] in creation order
     held: int | None = None  # index in jobs of the held resolve job
+    occurrences: dict[int, int] = field(default_factory=dict)  # incident id → occurrences
+    latest: dict[int, tuple[str, int]] = field(default_factory=dict)  # incident id → (kind, severity)
 
     def claim(self, kind: EventKind, severity: Severity, incident_id: int | None) -> ClaimReason:
         reason = decide(self.state, kind, severity, T, REPEAT)
         job = job_for(reason, self.state, severity)
+        if reason in OCCURRENCES:
+            assert incident_id is not None
+            self.occurrences[incident_id] = self.occurrences.get(incident_id, 0) + 1
+            self.latest[incident_id] = (kind.value, severity.value)
         if reason is ClaimReason.REOPENED:
             assert self.held is not None
             self.jobs[self.held][1] = "cancelled"
@@ -137,6 +151,7 @@ async def test_sql_claims_follow_the_pure_rules(pool: asyncpg.Pool, precheck: bo
             for i in (0, 1) if op == "batch" else (which,):
                 assert await jobs_of(pool, fps[i]) == [tuple(j) for j in models[i].jobs], where
                 await _check_incident(pool, fps[i], models[i], where)
+    await assert_references_hold(pool)
 
 
 async def _check_incident(pool: asyncpg.Pool, fp: str, model: Model, where: str) -> None:
@@ -152,6 +167,10 @@ async def _check_incident(pool: asyncpg.Pool, fp: str, model: Model, where: str)
         "resolved" if state.phase is Phase.RECOVERED else "acknowledged" if state.acknowledged else "open"
     )
     assert (current["status"], current["severity"]) == (expected, state.severity.value), where
+    for row in rows:  # occurrences and the latest anomaly, of every incident of the fingerprint
+        assert row["occurrences"] == model.occurrences[row["id"]], where
+        latest = json.loads(row["latest"])
+        assert (latest["kind"], latest["severity"]) == model.latest[row["id"]], where
 
 
 async def test_large_batch_matches_the_rules_applied_one_by_one(pool: asyncpg.Pool) -> None:
@@ -166,7 +185,9 @@ async def test_large_batch_matches_the_rules_applied_one_by_one(pool: asyncpg.Po
         results = await dedup.claim_many([anomaly(k, s, **subjects[i]) for i, k, s in events])
         for (i, k, s), got in zip(events, results, strict=True):
             assert got.reason is models[i].claim(k, s, got.incident_id), (i, k, s)
-        for subject in subjects[:3] + subjects[8:10]:
+        for subject in subjects:
             fp = anomaly(**subject).fingerprint
             [model] = [m for m, sub in zip(models, subjects, strict=True) if sub is subject]
             assert await jobs_of(pool, fp) == [tuple(j) for j in model.jobs]
+            await _check_incident(pool, fp, model, "large batch")
+    await assert_references_hold(pool)

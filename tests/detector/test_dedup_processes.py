@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 
 from detector.models import AnomalyEvent, EventKind, Severity
-from tests.detector.support import anomaly
+from tests.detector.support import anomaly, assert_references_hold
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.slow]
 
@@ -144,6 +144,7 @@ async def test_eight_processes_with_skewed_clocks_and_kills(database_url: str) -
         incidents = await conn.fetch("SELECT id, fingerprint, status, severity FROM incidents")
         jobs = await conn.fetch("SELECT incident_id, kind, status FROM notification_jobs")
         advisory = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        await assert_references_hold(conn)
     finally:
         await conn.close()
 

@@ -12,7 +12,7 @@ import pytest
 from detector.dedup import ClaimReason, Dedup
 from detector.dedup_errors import DedupUnavailable
 from detector.incidents import Incidents
-from tests.detector.support import anomaly, expire_window, incidents_of, jobs_of
+from tests.detector.support import anomaly, assert_references_hold, expire_window, incidents_of, jobs_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -35,6 +35,7 @@ async def test_two_claimers_racing_200_times_make_one_incident_and_one_job(pool:
     assert {r["kind"] for r in jobs} == {"open"}
     assert len({r["incident_id"] for r in jobs}) == 200
     assert await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    await assert_references_hold(pool)
 
 
 async def test_racing_escalations_create_one_escalate_job(pool: asyncpg.Pool) -> None:
@@ -154,3 +155,4 @@ async def test_overlapping_batches_in_opposite_orders_do_not_deadlock(pool: asyn
             assert len(changed) == len(subjects), round_  # each fingerprint changed exactly once
     escalations = await pool.fetchval("SELECT count(*) FROM notification_jobs WHERE kind = 'escalate'")
     assert escalations == len(subjects)
+    await assert_references_hold(pool)
