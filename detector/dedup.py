@@ -119,7 +119,7 @@ class Dedup:
         args = [col[0] for col in _columns([anomaly])]
         if self.config.precheck:
             with translated("claim"):
-                seen = await self._db.fetchrow(PRECHECK, args[0], args[4], args[5])
+                seen = await self._db.fetchrow(PRECHECK, args[0], args[1])
             if seen is not None and seen["reason"] is not None:
                 return _result(seen["reason"], seen["incident_id"], None, None, anomaly.fingerprint)
         return (await self._claim(CLAIM_ONE, args, [anomaly]))[0]
@@ -173,8 +173,14 @@ class Dedup:
                 if reason == "retry":
                     retry.append(index)
                 else:
-                    fp = anomalies[index].fingerprint
-                    results[index] = _result(reason, incident_id, job_id, job_kind, fp)
+                    named = _REASONS[reason]
+                    results[index] = ClaimResult(
+                        named,
+                        anomalies[index].fingerprint,
+                        None if named is ClaimReason.NOTHING_OPEN else incident_id,
+                        job_id,
+                        None if job_kind is None else _KINDS[job_kind],
+                    )
             if not retry:
                 return cast("list[ClaimResult]", results)  # every slot is filled by now
             pending = retry
@@ -190,22 +196,18 @@ _MIN_WINDOW = 0.001
 def _repeats(columns: list[list[object]], *, compress: bool) -> tuple[list[int], dict[int, int]]:
     """Which anomalies of a batch to send, and for each repeat the index of the sent anomaly it
     repeats (see ``Dedup.claim_many``)."""
-    n = len(columns[0])
     if not compress:
-        return list(range(n)), {}
-    fps, kinds, severities = columns[0], columns[4], columns[5]
-    last: dict[object, tuple[bool, object, int]] = {}
+        return list(range(len(columns[0]))), {}
+    last: dict[object, tuple[object, int]] = {}  # fingerprint → (severity code, index) last sent
     sent: list[int] = []
     copy_of: dict[int, int] = {}
-    for i in range(n):
-        fp = fps[i]
-        key = (kinds[i] == "recovery", severities[i])
+    for i, (fp, code) in enumerate(zip(columns[0], columns[1], strict=True)):
         before = last.get(fp)
-        if before is not None and before[:2] == key:
-            copy_of[i] = before[2]
-            continue
-        last[fp] = (key[0], key[1], i)
-        sent.append(i)
+        if before is not None and before[0] == code:
+            copy_of[i] = before[1]
+        else:
+            last[fp] = (code, i)
+            sent.append(i)
     return sent, copy_of
 
 
@@ -239,59 +241,69 @@ def _result(
 
 
 def _columns(anomalies: Sequence[AnomalyEvent]) -> list[list[object]]:
-    """Parallel argument arrays for CLAIM_MANY; raises InvalidAnomaly before anything is sent."""
+    """The claim statements' argument arrays (fingerprint, severity code, anomaly JSON; see
+    ``detector/dedup_sql.py``); raises InvalidAnomaly before anything is sent. This runs for
+    every anomaly of every batch, so the common case (a fingerprint already verified, a valid
+    kind and severity) is a few identity checks; anything else goes through ``_validate``."""
     fps: list[object] = []
-    projects: list[object] = []
-    services: list[object] = []
-    signals: list[object] = []
-    kinds: list[object] = []
-    severities: list[object] = []
+    codes: list[object] = []
     latest: list[object] = []
+    verified = _VERIFIED
+    recovery, onset, escalation = EventKind.RECOVERY, EventKind.ONSET, EventKind.ESCALATION
     for index, a in enumerate(anomalies):
-        _validate(a, index)
-        fps.append(a.fingerprint)
-        projects.append(a.project)
-        services.append(a.service)
-        signals.append(a.signal.value)
-        kinds.append(a.kind.value)
-        severities.append(_SEVERITY[a.severity])
-        latest.append(None if a.kind is EventKind.RECOVERY else _latest_json(a))
-    return [fps, projects, services, signals, kinds, severities, latest]
+        if type(a) is not AnomalyEvent:
+            _validate(a, index)  # raises, unless it is a subclass that passes every check
+        fp = a.fingerprint
+        known = verified.get(fp)
+        if known is None or known[0] != a.project or known[1] != a.service or known[2] is not a.signal:
+            _validate(a, index)
+        kind, code = a.kind, _SEVERITY.get(a.severity)
+        if code is None or not (kind is onset or kind is escalation or kind is recovery):
+            _validate(a, index)  # raises
+        fps.append(fp)
+        if kind is recovery:
+            codes.append(0)
+            latest.append(None)
+        else:
+            codes.append(code)
+            latest.append(_latest_json(a))
+    return [fps, codes, latest]
 
 
-_SUBJECTS: dict[tuple[str, str, str], str] = {}
-"""(project, service, signal) → fingerprint, so validation does not hash the same subject again."""
-_SUBJECTS_MAX = 100_000
+_VERIFIED: dict[str, tuple[str, str, Signal]] = {}
+"""fingerprint → the (project, service, signal) it was computed from, once ``_validate`` checked it."""
+_VERIFIED_MAX = 100_000
 
 
 def _validate(a: AnomalyEvent, index: int) -> None:
+    """Every check on one anomaly; raises InvalidAnomaly naming what is wrong, else remembers its
+    fingerprint as verified."""
     if not isinstance(a, AnomalyEvent):
         raise InvalidAnomaly(f"anomaly #{index} is a {type(a).__name__}, not an AnomalyEvent", index)
     if not (isinstance(a.kind, EventKind) and isinstance(a.signal, Signal) and a.severity in _SEVERITY):
         raise InvalidAnomaly(f"anomaly #{index} has an invalid kind, signal or severity", index)
-    subject = (a.project, a.service, a.signal.value)
-    expected = _SUBJECTS.get(subject)
-    if expected is None:
-        for name, value in (("project", a.project), ("service", a.service)):
-            if not isinstance(value, str) or not value or "\x00" in value:
-                raise InvalidAnomaly(f"anomaly #{index}: {name} must be a non-empty string, no NUL", index)
-        expected = fingerprint(a.project, a.service, a.signal)
-        if len(_SUBJECTS) >= _SUBJECTS_MAX:
-            _SUBJECTS.clear()
-        _SUBJECTS[subject] = expected
-    if a.fingerprint != expected:
+    for name, value in (("project", a.project), ("service", a.service)):
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise InvalidAnomaly(f"anomaly #{index}: {name} must be a non-empty string, no NUL", index)
+    if a.fingerprint != fingerprint(a.project, a.service, a.signal):
         raise InvalidAnomaly(
             f"anomaly #{index}: fingerprint does not match (project, service, signal) = "
             f"({a.project!r}, {a.service!r}, {a.signal.value!r})",
             index,
         )
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[a.fingerprint] = (a.project, a.service, a.signal)
 
 
 def _latest_json(a: AnomalyEvent) -> str:
     """The anomaly as JSON for ``incidents.latest``: the dataclass encoded by msgspec (5x faster
     than ``to_dict()`` + encode; identical except that severity is its number, which
     ``AnomalyEvent.from_dict`` reads)."""
-    if any("\x00" in m for m in a.messages):
-        # jsonb cannot hold U+0000; the messages are for people, so a replacement char is fine.
+    raw = _encode(a)
+    if b"\\u0000" in raw:
+        # PostgreSQL's JSON types cannot turn U+0000 into text; the messages are for people, so a
+        # replacement character is fine.
         a = replace(a, messages=tuple(m.replace("\x00", "\ufffd") for m in a.messages))
-    return _encode(a).decode()
+        raw = _encode(a)
+    return raw.decode()

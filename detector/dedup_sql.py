@@ -5,21 +5,33 @@ Both statements have the same shape and share every fragment below:
 1. ``ev``: the anomalies, each with a *snapshot* read of its claim row and the no-op answer
    (``duplicate_in_window`` / ``nothing_open``) that read allows; a fingerprint whose anomalies
    are all no-ops is answered from here, with no lock and no write.
-2. ``locked``: the other fingerprints' claim rows, ``FOR UPDATE``, in fingerprint order; this
-   yields their latest committed version, which is what the decision uses.
+2. ``fps``: per fingerprint, whether it may write, whether the snapshot saw its claim row, and
+   how many anomalies it has. ``locked``: the claim rows of the fingerprints that may write,
+   ``FOR UPDATE``, in fingerprint order; this yields their latest committed version, which is
+   what the decision uses.
 3. ``cancelled``: a resolve job held for the window is cancelled (if nobody leased it yet) when
    an anomaly for a recovered fingerprint arrives; whether that worked decides ``reopened``.
 4. ``steps`` / ``st``: the decision per anomaly, in order per fingerprint (a recursive fold in
-   CLAIM_MANY, a single step in CLAIM_ONE), with ids for new incidents and jobs from nextval.
-5. ``claims_w``, ``incidents_w``, ``jobs_w``: the writes. A claim row that did not exist when
-   the statement started is inserted with ON CONFLICT DO NOTHING; if another claimer created it
-   meanwhile, nothing at all is written for that fingerprint and its anomalies come back as
-   ``retry`` (the caller runs them again and then finds the row).
+   CLAIM_MANY, a single step for fingerprints with one anomaly and in CLAIM_ONE), with ids for
+   new incidents and jobs from nextval.
+5. ``claims_u``/``claims_i``, ``incidents_u``/``incidents_i``, ``jobs_w``: the writes, each
+   row once, with its state after the fingerprint's (incident's) last step. A claim row that did
+   not exist when the statement started is inserted with ON CONFLICT DO NOTHING; if another
+   claimer created it meanwhile, nothing at all is written for that fingerprint and its
+   anomalies come back as ``retry`` (the caller runs them again and then finds the row).
 
-Parameters: $1..$7 fingerprint, project, service, signal, kind, severity (1/2), latest anomaly
-JSON (arrays in CLAIM_MANY, scalars in CLAIM_ONE); $8 window seconds; $9 repeat interval seconds;
-CLAIM_MANY only: $10 each anomaly's position among the batch's anomalies for its fingerprint
-(1, 2, ...; computed by the caller, so the statement needs no window function).
+Every choice here was measured with benchmarks/dedup_claims.py (EXPLAIN ANALYZE for the parts):
+CTE row estimates are guesses, so no step joins two batch-sized CTEs in a way a nested loop
+could be planned for; per-incident results are carried through the fold instead of aggregated
+afterwards; existing rows are UPDATEd (cheaper than INSERT ... ON CONFLICT DO UPDATE).
+
+Parameters (arrays in CLAIM_MANY, scalars in CLAIM_ONE): $1 fingerprint; $2 severity code (1
+warning, 2 critical, 0 a recovery); $3 the anomaly as JSON (NULL for a recovery; a new incident's
+project, service and signal are read from it); then $4 window seconds and $5 repeat interval
+seconds; CLAIM_MANY only: $6 each anomaly's position among the batch's anomalies for its
+fingerprint (1, 2, ...; computed by the caller, so the statement needs no window function).
+Fewer, simpler arrays are cheaper to encode in the client (measured: asyncpg type-checks every
+element of every array).
 Output: one row per anomaly, in input order: reason, incident_id, job_id, job_kind.
 """
 
@@ -33,7 +45,7 @@ _CANCELLED = """'{"cancelled": "the incident reopened inside the dedup window"}'
 # under the row lock).
 _SNAPSHOT_NOOP = """
 CASE
-  WHEN e.kind = 'recovery' THEN
+  WHEN e.severity = 0 THEN
     CASE WHEN c.phase = 'active' THEN NULL
          WHEN c.window_until > now() THEN 'duplicate_in_window'
          ELSE 'nothing_open' END
@@ -44,7 +56,7 @@ END"""
 # dedup_rules.decide() on state `s` (phase 'none' when there is no claim row) and event `e`.
 _DECIDE = """
 CASE
-  WHEN e.kind = 'recovery' THEN
+  WHEN e.severity = 0 THEN
     CASE WHEN s.phase = 'active' THEN 'resolved'
          WHEN s.phase = 'recovered' AND s.window_until > now() THEN 'duplicate_in_window'
          ELSE 'nothing_open' END
@@ -53,7 +65,7 @@ CASE
     CASE WHEN s.window_until > now() AND s.held_ok THEN 'reopened' ELSE 'new_incident' END
   WHEN e.severity > s.severity THEN 'escalated'
   WHEN s.window_until > now() THEN 'duplicate_in_window'
-  WHEN NOT s.ack AND s.paged_at + make_interval(secs => $9::float8) <= now() THEN 'repeat_due'
+  WHEN NOT s.ack AND s.paged_at + make_interval(secs => $5::float8) <= now() THEN 'repeat_due'
   ELSE 'attached_to_open'
 END"""
 
@@ -69,12 +81,11 @@ END"""
 
 _STEP_COLUMNS = (
     "fp, k, existed, incident_id, phase, severity, ack, window_until, paged_at, resolve_job_id, "
-    "held_ok, applied, ord, reason, job_kind, job_id, cancels, project, service, signal, latest, "
-    "occ, lat"
+    "held_ok, applied, ord, reason, job_kind, job_id, cancels, occ, lat, fresh"
 )
 
-# One step of the fold: state `s` + event `e` → the state after (dedup_rules.advance()) and what
-# the step did, in _STEP_COLUMNS order.
+# One step of the fold: state `s` + event `e` (both bound by `source`) → the state after
+# (dedup_rules.advance()) and what the step did, in _STEP_COLUMNS order.
 _STEP = f"""
     SELECT s.fp, e.k, s.existed,
            CASE WHEN d.reason = 'new_incident' THEN n.incident_id ELSE s.incident_id END,
@@ -85,7 +96,7 @@ _STEP = f"""
                 ELSE greatest(s.severity, e.severity) END,
            CASE WHEN d.reason IN ('new_incident', 'reopened', 'resolved') THEN false ELSE s.ack END,
            CASE WHEN d.reason IN {_NOOP} THEN s.window_until
-                ELSE now() + make_interval(secs => $8::float8) END,
+                ELSE now() + make_interval(secs => $4::float8) END,
            CASE WHEN j.job_kind IN ('open', 'escalate', 'repeat') THEN now() ELSE s.paged_at END,
            CASE WHEN d.reason = 'resolved' THEN n.job_id
                 WHEN d.reason IN ('reopened', 'new_incident') THEN NULL ELSE s.resolve_job_id END,
@@ -94,26 +105,38 @@ _STEP = f"""
            s.applied + CASE WHEN d.reason IN {_NOOP} THEN 0 ELSE 1 END,
            e.ord, d.reason, j.job_kind, n.job_id,
            CASE WHEN d.reason = 'reopened' THEN s.resolve_job_id END,
-           e.project, e.service, e.signal, e.latest,
            CASE WHEN d.reason = 'new_incident' THEN 1
                 WHEN d.reason IN {_OCCURRENCE} THEN s.occ + 1 ELSE s.occ END,
-           CASE WHEN d.reason IN {_OCCURRENCE} THEN e.latest ELSE s.lat END
-    FROM {{state}} s
-    JOIN ev e ON e.fp = s.fp AND e.k = s.k + 1
+           CASE WHEN d.reason IN {_OCCURRENCE} THEN e.latest ELSE s.lat END,
+           d.reason = 'new_incident' OR s.fresh
+    FROM {{source}}
     CROSS JOIN LATERAL (SELECT {_DECIDE} AS reason) d
     CROSS JOIN LATERAL (SELECT {_JOB} AS job_kind) j
     CROSS JOIN LATERAL (
         SELECT CASE WHEN d.reason = 'new_incident' THEN nextval('incidents_id_seq') END AS incident_id,
                CASE WHEN j.job_kind IS NOT NULL THEN nextval('notification_jobs_id_seq') END AS job_id
         OFFSET 0  -- evaluated once per row: never inline nextval into several columns
-    ) n"""
+    ) n
+    {{where}}"""
 
 _LOCK = f"""
+-- per fingerprint: whether any of its anomalies may write (else the snapshot answered them all),
+-- whether the snapshot saw its claim row, how many anomalies it has, and, for a fingerprint with
+-- one anomaly, that anomaly (min() of one value). A hash aggregate: no sort, no join, so no plan
+-- can turn into a nested loop over the batch (CTE row estimates are guesses).
+fps AS MATERIALIZED (
+    SELECT fp, bool_or(noop IS NULL) AS writes, bool_or(seen_incident IS NOT NULL) AS seen,
+           bool_or(severity > 0) AS onsets, count(*) AS n,
+           min(ord) AS first_ord, min(severity) AS first_severity, min(latest) AS first_latest
+    FROM ev GROUP BY fp
+),
 -- the latest version of each claim row that may change, locked in fingerprint order (so that
--- concurrent batches cannot deadlock); a row that did not exist yet is created by claims_w
+-- concurrent batches cannot deadlock). Only rows the statement's snapshot saw: a row committed
+-- after it cannot be seen (nor locked) by this statement anyway; claims_i then finds it and
+-- answers "retry"
 locked AS MATERIALIZED (
     SELECT l.*
-    FROM (SELECT DISTINCT fp FROM ev WHERE noop IS NULL ORDER BY fp) t
+    FROM (SELECT fp FROM fps WHERE writes AND seen ORDER BY fp) t
     CROSS JOIN LATERAL (
         SELECT c.* FROM incident_claims c WHERE c.fingerprint = t.fp FOR UPDATE
     ) l
@@ -124,71 +147,100 @@ cancelled AS (
     FROM locked l
     WHERE j.id = l.resolve_job_id AND j.status = 'pending'
       AND l.phase = 'recovered' AND l.window_until > now()
-      AND l.fingerprint IN (SELECT fp FROM ev WHERE kind <> 'recovery')
+      AND l.fingerprint IN (SELECT fp FROM fps WHERE onsets)
     RETURNING j.id
 ),
--- the state each fingerprint starts from (k = 0)
+-- the state each fingerprint starts from (k = 0), and its one anomaly if it has only one
 base AS MATERIALIZED (
     SELECT t.fp, 0::bigint AS k, l.fingerprint IS NOT NULL AS existed, l.incident_id,
            COALESCE(l.phase, 'none') AS phase, l.severity, COALESCE(l.acknowledged, false) AS ack,
            l.window_until, l.paged_at, l.resolve_job_id,
            COALESCE(l.resolve_job_id IN (SELECT id FROM cancelled), false) AS held_ok,
            0::bigint AS applied, NULL::bigint AS ord, NULL::text AS reason, NULL::text AS job_kind,
-           NULL::bigint AS job_id, NULL::bigint AS cancels, NULL::text AS project,
-           NULL::text AS service, NULL::text AS signal, NULL::text AS latest,
-           0::bigint AS occ, NULL::text AS lat
-    FROM (SELECT DISTINCT fp FROM ev WHERE noop IS NULL) t
+           NULL::bigint AS job_id, NULL::bigint AS cancels, 0::bigint AS occ, NULL::text AS lat,
+           false AS fresh,
+           t.n, t.first_ord, t.first_severity, t.first_latest
+    FROM (SELECT * FROM fps WHERE writes) t
     LEFT JOIN locked l ON l.fingerprint = t.fp
 ),"""
 
+# The step of a fingerprint with one anomaly: its state and the anomaly are one row of `base`.
+_ONE = """base s
+    CROSS JOIN LATERAL (
+        SELECT s.first_ord AS ord, s.first_severity AS severity, s.first_latest AS latest, 1::bigint AS k
+    ) e"""
+
 _WRITE = f"""
-claims_w AS (
-    INSERT INTO incident_claims AS c
-        (fingerprint, incident_id, phase, severity, acknowledged, window_until, paged_at,
-         resolve_job_id, claims)
-    SELECT DISTINCT ON (f.fp) f.fp, f.incident_id, f.phase, f.severity, f.ack, f.window_until,
-           f.paged_at, f.resolve_job_id, f.applied
+-- each fingerprint's state after its last step
+final AS MATERIALIZED (
+    SELECT DISTINCT ON (f.fp) f.*
     FROM st f WHERE f.applied > 0
     ORDER BY f.fp, f.k DESC
-    ON CONFLICT (fingerprint) DO UPDATE
-    SET incident_id = excluded.incident_id, phase = excluded.phase, severity = excluded.severity,
-        acknowledged = excluded.acknowledged, window_until = excluded.window_until,
-        paged_at = excluded.paged_at, resolve_job_id = excluded.resolve_job_id,
-        claims = c.claims + excluded.claims, updated_at = now()
-    -- only a row this statement locked; one another claimer created meanwhile means "retry"
-    WHERE c.fingerprint IN (SELECT fingerprint FROM locked)
+),
+claims_u AS (
+    UPDATE incident_claims c
+    SET incident_id = f.incident_id, phase = f.phase, severity = f.severity,
+        acknowledged = f.ack, window_until = f.window_until, paged_at = f.paged_at,
+        resolve_job_id = f.resolve_job_id, claims = c.claims + f.applied, updated_at = now()
+    FROM final f
+    WHERE f.existed AND c.fingerprint = f.fp
     RETURNING c.fingerprint
 ),
-ok AS MATERIALIZED (SELECT fingerprint AS fp FROM claims_w),
-incidents_w AS (
-    INSERT INTO incidents AS i
+-- a claim row the snapshot did not see; if another claimer created it meanwhile, nothing is
+-- written for that fingerprint and its anomalies come back as "retry"
+claims_i AS (
+    INSERT INTO incident_claims
+        (fingerprint, incident_id, phase, severity, acknowledged, window_until, paged_at,
+         resolve_job_id, claims)
+    SELECT f.fp, f.incident_id, f.phase, f.severity, f.ack, f.window_until, f.paged_at,
+           f.resolve_job_id, f.applied
+    FROM final f WHERE NOT f.existed
+    ORDER BY f.fp
+    ON CONFLICT (fingerprint) DO NOTHING
+    RETURNING fingerprint
+),
+ok AS MATERIALIZED (SELECT fingerprint AS fp FROM claims_u UNION ALL SELECT fingerprint FROM claims_i),
+-- each incident's state after its last step in the batch: the fold carries the occurrences it
+-- added (occ), its latest anomaly (lat) and whether this batch created it (fresh); severity only
+-- rises within an incident
+touched AS MATERIALIZED (
+    SELECT DISTINCT ON (s.incident_id) s.*,
+           CASE WHEN s.phase = 'recovered' THEN 'resolved' WHEN s.ack THEN 'acknowledged'
+                ELSE 'open' END AS status
+    FROM st s
+    WHERE s.reason NOT IN {_NOOP} AND s.fp IN (SELECT fp FROM ok)
+    ORDER BY s.incident_id, s.k DESC
+),
+incidents_u AS (
+    UPDATE incidents i
+    SET status = t.status,
+        severity = greatest(i.severity, t.severity),
+        occurrences = i.occurrences + t.occ,
+        last_seen = CASE WHEN t.occ > 0 THEN now() ELSE i.last_seen END,
+        latest = COALESCE(t.lat::json, i.latest),
+        resolved_at = CASE WHEN t.phase = 'recovered' THEN now() END,
+        resolved_by = CASE WHEN t.phase = 'recovered' THEN 'detector' END,
+        updated_at = now()
+    FROM touched t
+    WHERE i.id = t.incident_id AND NOT t.fresh
+    RETURNING i.id
+),
+incidents_i AS (
+    INSERT INTO incidents
         (id, fingerprint, project, service, signal, status, severity, occurrences, latest,
          resolved_at, resolved_by)
-    SELECT t.incident_id, t.fp, t.project, t.service, t.signal,
-           CASE WHEN t.phase = 'recovered' THEN 'resolved' WHEN t.ack THEN 'acknowledged' ELSE 'open' END,
-           t.severity, t.occ, t.lat::jsonb,
+    SELECT t.incident_id, t.fp, a.project, a.service, a.signal, t.status, t.severity, t.occ,
+           t.lat::json,
            CASE WHEN t.phase = 'recovered' THEN now() END,
            CASE WHEN t.phase = 'recovered' THEN 'detector' END
-    -- each incident's state after its last step in the batch: the fold carries the occurrences
-    -- it added (occ) and its latest anomaly (lat); severity only rises within an incident
-    FROM (
-        SELECT DISTINCT ON (s.incident_id) s.*
-        FROM st s
-        WHERE s.reason NOT IN {_NOOP} AND s.fp IN (SELECT fp FROM ok)
-        ORDER BY s.incident_id, s.k DESC
-    ) t
-    -- ascending ids: an incident resolved in this batch is updated before its successor is
-    -- inserted, so the two never overlap in the one-unresolved-per-fingerprint index
+    FROM touched t
+    -- the subject, from the anomaly (a new incident always has one)
+    CROSS JOIN LATERAL json_to_record(t.lat::json) AS a (project text, service text, signal text)
+    -- only once the updates are done (reading incidents_u runs it to completion): an incident
+    -- this batch resolves leaves the one-unresolved-per-fingerprint index before its successor
+    -- enters it; ascending ids do the same among the new incidents
+    WHERE t.fresh AND (SELECT count(*) FROM incidents_u) >= 0
     ORDER BY t.incident_id
-    ON CONFLICT (id) DO UPDATE
-    SET status = excluded.status,
-        severity = greatest(i.severity, excluded.severity),
-        occurrences = i.occurrences + excluded.occurrences,
-        last_seen = CASE WHEN excluded.occurrences > 0 THEN now() ELSE i.last_seen END,
-        latest = COALESCE(excluded.latest, i.latest),
-        resolved_at = excluded.resolved_at,
-        resolved_by = excluded.resolved_by,
-        updated_at = now()
 ),
 jobs_w AS (
     INSERT INTO notification_jobs (id, incident_id, kind, status, next_attempt_at, finished_at, result)
@@ -217,12 +269,10 @@ ORDER BY e.ord
 CLAIM_MANY = f"""
 WITH RECURSIVE
 ev AS MATERIALIZED (
-    SELECT e.ord, e.fp COLLATE "C" AS fp, e.project, e.service, e.signal, e.kind, e.severity,
-           e.latest, e.k,
+    SELECT e.ord, e.fp COLLATE "C" AS fp, e.severity, e.latest, e.k,
            c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::text[],
-                $10::int8[])
-         WITH ORDINALITY AS e (fp, project, service, signal, kind, severity, latest, k, ord)
+    FROM unnest($1::text[], $2::int2[], $3::text[], $6::int8[])
+         WITH ORDINALITY AS e (fp, severity, latest, k, ord)
     -- a plain read of the snapshot; LIMIT keeps it a per-anomaly index probe whatever the plan
     LEFT JOIN LATERAL (
         SELECT c.incident_id, c.phase, c.severity, c.window_until
@@ -230,31 +280,35 @@ ev AS MATERIALIZED (
     ) c ON true
 ),
 {_LOCK}
+-- fingerprints with several anomalies: the fold, one recursion level per anomaly
 steps ({_STEP_COLUMNS}) AS (
-    SELECT * FROM base
+    SELECT {_STEP_COLUMNS} FROM base WHERE n > 1
   UNION ALL
-    {_STEP.format(state="steps")}
+    {_STEP.format(source="steps s JOIN ev e ON e.fp = s.fp AND e.k = s.k + 1", where="")}
 ),
-st AS MATERIALIZED (SELECT * FROM steps WHERE k > 0),
+st ({_STEP_COLUMNS}) AS MATERIALIZED (
+    {_STEP.format(source=_ONE, where="WHERE s.n = 1")}
+  UNION ALL
+    SELECT * FROM steps WHERE k > 0
+),
 {_WRITE}"""
 
 CLAIM_ONE = f"""
 WITH
 ev AS MATERIALIZED (
-    SELECT 1::bigint AS ord, $1::text COLLATE "C" AS fp, $2::text AS project, $3::text AS service,
-           $4::text AS signal, $5::text AS kind, $6::int2 AS severity, $7::text AS latest,
+    SELECT 1::bigint AS ord, $1::text COLLATE "C" AS fp, e.severity, $3::text AS latest,
            1::bigint AS k, c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
-    FROM (SELECT $5::text AS kind, $6::int2 AS severity) e
+    FROM (SELECT $2::int2 AS severity) e
     LEFT JOIN incident_claims c ON c.fingerprint = $1
 ),
 {_LOCK}
-st ({_STEP_COLUMNS}) AS MATERIALIZED ({_STEP.format(state="base")}),
+st ({_STEP_COLUMNS}) AS MATERIALIZED ({_STEP.format(source=_ONE, where="")}),
 {_WRITE}"""
 
-# The no-op answer for one anomaly from a plain read ($1 fingerprint, $2 kind, $3 severity):
+# The no-op answer for one anomaly from a plain read ($1 fingerprint, $2 severity code):
 # reason NULL means "this claim writes: run CLAIM_ONE".
 PRECHECK = f"""
 SELECT c.incident_id, {_SNAPSHOT_NOOP} AS reason
-FROM (SELECT $2::text AS kind, $3::int2 AS severity) e
+FROM (SELECT $2::int2 AS severity) e
 LEFT JOIN incident_claims c ON c.fingerprint = $1
 """
