@@ -116,7 +116,8 @@ class Dedup:
     async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
         """Claim one anomaly: one statement, one round trip (two when it loses the race to create
         a brand-new fingerprint's claim row)."""
-        args = [col[0] for col in _columns([anomaly])]
+        fps, codes = _keys([anomaly])
+        args = [col[0] for col in _columns([anomaly], fps, codes, [0])]
         if self.config.precheck:
             with translated("claim"):
                 seen = await self._db.fetchrow(PRECHECK, args[0], args[1])
@@ -134,10 +135,9 @@ class Dedup:
         that changes something restarts the window. So a batch pays only for what can change."""
         if not anomalies:
             return []
-        columns = _columns(anomalies)
-        sent, copy_of = _repeats(columns, compress=self.config.window >= _MIN_WINDOW)
-        if len(sent) < len(anomalies):
-            columns = [[col[i] for i in sent] for col in columns]
+        fps, codes = _keys(anomalies)
+        sent, copy_of = _repeats(fps, codes, compress=self.config.window >= _MIN_WINDOW)
+        columns = _columns(anomalies, fps, codes, sent)
         results = await self._claim(CLAIM_MANY, columns, [anomalies[i] for i in sent])
         if not copy_of:
             return results
@@ -193,15 +193,15 @@ _MIN_WINDOW = 0.001
 """Below this window (seconds) a repeat may land outside it, so repeats are sent like any claim."""
 
 
-def _repeats(columns: list[list[object]], *, compress: bool) -> tuple[list[int], dict[int, int]]:
+def _repeats(fps: list[str], codes: list[int], *, compress: bool) -> tuple[list[int], dict[int, int]]:
     """Which anomalies of a batch to send, and for each repeat the index of the sent anomaly it
     repeats (see ``Dedup.claim_many``)."""
     if not compress:
-        return list(range(len(columns[0]))), {}
-    last: dict[object, tuple[object, int]] = {}  # fingerprint → (severity code, index) last sent
+        return list(range(len(fps))), {}
+    last: dict[str, tuple[int, int]] = {}  # fingerprint → (severity code, index) last sent
     sent: list[int] = []
     copy_of: dict[int, int] = {}
-    for i, (fp, code) in enumerate(zip(columns[0], columns[1], strict=True)):
+    for i, (fp, code) in enumerate(zip(fps, codes, strict=True)):
         before = last.get(fp)
         if before is not None and before[0] == code:
             copy_of[i] = before[1]
@@ -240,14 +240,13 @@ def _result(
     )
 
 
-def _columns(anomalies: Sequence[AnomalyEvent]) -> list[list[object]]:
-    """The claim statements' argument arrays (fingerprint, severity code, anomaly JSON; see
-    ``detector/dedup_sql.py``); raises InvalidAnomaly before anything is sent. This runs for
-    every anomaly of every batch, so the common case (a fingerprint already verified, a valid
-    kind and severity) is a few identity checks; anything else goes through ``_validate``."""
-    fps: list[object] = []
-    codes: list[object] = []
-    latest: list[object] = []
+def _keys(anomalies: Sequence[AnomalyEvent]) -> tuple[list[str], list[int]]:
+    """Each anomaly's fingerprint and severity code (1 warning, 2 critical, 0 a recovery); raises
+    InvalidAnomaly before anything is sent. This runs for every anomaly of every batch, so the
+    common case (a fingerprint already verified, a valid kind and severity) is a few identity
+    checks; anything else goes through ``_validate``."""
+    fps: list[str] = []
+    codes: list[int] = []
     verified = _VERIFIED
     recovery, onset, escalation = EventKind.RECOVERY, EventKind.ONSET, EventKind.ESCALATION
     for index, a in enumerate(anomalies):
@@ -260,14 +259,23 @@ def _columns(anomalies: Sequence[AnomalyEvent]) -> list[list[object]]:
         kind, code = a.kind, _SEVERITY.get(a.severity)
         if code is None or not (kind is onset or kind is escalation or kind is recovery):
             _validate(a, index)  # raises
+            raise AssertionError("unreachable")  # pragma: no cover
         fps.append(fp)
-        if kind is recovery:
-            codes.append(0)
-            latest.append(None)
-        else:
-            codes.append(code)
-            latest.append(_latest_json(a))
-    return [fps, codes, latest]
+        codes.append(0 if kind is recovery else code)
+    return fps, codes
+
+
+def _columns(
+    anomalies: Sequence[AnomalyEvent], fps: list[str], codes: list[int], indices: Sequence[int]
+) -> list[list[object]]:
+    """The claim statements' argument arrays for the anomalies at ``indices``: fingerprint,
+    severity code and the anomaly as JSON (see ``detector/dedup_sql.py``). Only anomalies that
+    are sent are encoded."""
+    return [
+        [fps[i] for i in indices],
+        [codes[i] for i in indices],
+        [_latest_json(anomalies[i]) if codes[i] else None for i in indices],
+    ]
 
 
 _VERIFIED: dict[str, tuple[str, str, Signal]] = {}

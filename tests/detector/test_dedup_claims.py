@@ -7,7 +7,7 @@ import json
 import asyncpg
 import pytest
 
-from detector.dedup import ClaimReason, Dedup, DedupConfig, _columns, _repeats
+from detector.dedup import ClaimReason, Dedup, DedupConfig, _keys, _repeats
 from detector.dedup_errors import DedupStorageError, InvalidAnomaly
 from detector.incidents import Incidents
 from detector.models import AnomalyEvent, JobKind, Severity, Signal
@@ -273,11 +273,11 @@ async def test_claim_many_answers_repeats_without_sending_them(pool: asyncpg.Poo
             ]
         ]
 
-    columns = _columns(batch("a"))
-    sent, copy_of = _repeats(columns, compress=True)
+    fps, codes = _keys(batch("a"))
+    sent, copy_of = _repeats(fps, codes, compress=True)
     assert sent == [0, 2, 3, 5, 7, 9]
     assert copy_of == {1: 0, 4: 3, 6: 5, 8: 7, 10: 9}
-    assert _repeats(columns, compress=False) == (list(range(11)), {})
+    assert _repeats(fps, codes, compress=False) == (list(range(11)), {})
 
     results = await Dedup(pool).claim_many(batch("a"))
     singly = [await Dedup(pool).claim(a) for a in batch("b")]
