@@ -136,9 +136,9 @@ class Settings(BaseSettings):
     dedup_backoff_cap: float = Field(default=900.0, ge=0, le=86400)
     """Longest delay, in seconds, between retries of a notification job."""
 
-    dedup_precheck: bool = False
-    """Answer single claims with a read-only statement first: cheaper duplicates, but claims that
-    write take two round trips (see the README's dedup benchmark before turning it on)."""
+    dedup_precheck: bool = True
+    """Answer single claims with a read-only statement first: duplicates cost one small round
+    trip, claims that write take two (see the README's dedup benchmark)."""
 
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     """Detector thresholds, one variable per field: ``LOGWARDEN_DETECTOR__<FIELD>`` (e.g.
