@@ -167,70 +167,96 @@ SELECT nextval('notification_jobs_id_seq'), id, 'open' FROM i
 anything: the floor under ``new incidents``."""
 
 
-async def batch_claims(dsn: str, seconds: float) -> None:
-    print("\nclaim_many(): batches of 1,000 anomalies (one statement each)")
-    print(f"{'workload':<48} {'claims/s':>10} {'batch p50 ms':>13}")
+async def batch_claims(dsn: str, seconds: float, rounds: int) -> None:
+    print(f"\nclaim_many(): batches of 1,000 anomalies, one statement each; best of {rounds} rounds")
     pool = await make_pool(dsn, 4, default_reset=False)
+    best: dict[str, tuple[float, float]] = {}  # workload → (claims/s, batch p50 s)
+
+    def keep(name: str, rate: float, lat: list[float]) -> None:
+        if name not in best or rate > best[name][0]:
+            best[name] = (rate, statistics.median(lat) if lat else 0.0)
+
     try:
-        tag = next(_ids)
-        dedup = Dedup(pool)
-        long_window = Dedup(pool, DedupConfig(window=3600))
-        known = [anomaly(f"mdup-{tag}-{i}") for i in range(1000)]
-        await long_window.claim_many(known)
-        attach = [anomaly(f"mattach-{tag}-{i}") for i in range(1000)]
-        await dedup.claim_many(attach)
-        expire = "UPDATE incident_claims SET window_until = now() WHERE fingerprint = ANY($1::text[])"
-        attach_fps = [a.fingerprint for a in attach]
-
-        def report(name: str, rate: float, lat: list[float]) -> None:
-            print(f"{name:<48} {rate * 1000:>10.0f} {statistics.median(lat) * 1e3:>13.1f}", flush=True)
-
-        latest = _latest_json(anomaly("floor"))
-        floor_batches = [
-            ([f"floor-{tag}-{i}-{j}" for j in range(1000)], [latest] * 1000)
-            for i in range(max(4, int(seconds * 60)))
-        ]
-        rate, lat = await measure(1, seconds, lambda i, b=floor_batches: pool.execute(FLOOR, *b[i % len(b)]))
-        report("floor: insert what 1,000 new incidents write", rate, lat)
-        batches: dict[str, Callable[[int], list[AnomalyEvent]]] = {
-            "new incidents (1,000 fingerprints)": lambda i: [
-                anomaly(f"mnew-{tag}-{i}-{j}") for j in range(1000)
-            ],
-            "duplicates (1,000 open, in window)": lambda i: known,
-            "storm (250 fingerprints x 4 copies)": lambda i: [
-                anomaly(f"mstorm-{tag}-{i}-{j // 4}") for j in range(1000)
-            ],
-        }
-        for name, make in batches.items():
-            claims = long_window if name.startswith("dup") else dedup
-            ready = [make(i) for i in range(max(4, int(seconds * 40)))]
-            rate, lat = await measure(1, seconds, lambda i, r=ready, c=claims: c.claim_many(r[i % len(r)]))
-            report(name, rate, lat)
-
-        # re-claims of open incidents after their window: each attaches (claim row + incident)
-        lat = []
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            await pool.execute(expire, attach_fps)
-            t0 = time.perf_counter()
-            await dedup.claim_many(attach)
-            lat.append(time.perf_counter() - t0)
-        report("attach (1,000 open, window passed)", len(lat) / sum(lat), lat)
-
-        # 4 processors claim the same storm batches at the same time
-        shared = [[anomaly(f"mshared-{tag}-{i}-{j // 4}") for j in range(1000)] for i in range(200)]
-        done = 0
-        t0 = time.perf_counter()
-        for i in range(len(shared)):
-            await asyncio.gather(*(dedup.claim_many(shared[i]) for _ in range(4)))
-            done += 4000
-            if time.perf_counter() - t0 > seconds:
-                break
-        rate = done / (time.perf_counter() - t0)
-        print(f"{'storm x 4 connections on the same batches':<48} {rate:>10.0f}", flush=True)
-        print(f"target: claim_many >= {TARGET_MANY:,.0f} claims/s")
+        for round_ in range(rounds):
+            tag = next(_ids)
+            await one_round(pool, tag, seconds, keep)
+            print(f"  round {round_ + 1}: load average {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         await pool.close()
+    floor = best[FLOOR_NAME][0]
+    print(f"{'workload':<48} {'claims/s':>10} {'batch p50 ms':>13} {'vs floor':>9}")
+    for name, (rate, p50) in best.items():
+        print(f"{name:<48} {rate:>10.0f} {p50 * 1e3:>13.1f} {rate / floor:>8.2f}x", flush=True)
+    print(f"target: claim_many >= {TARGET_MANY:,.0f} claims/s")
+
+
+FLOOR_NAME = "floor: insert what 1,000 new incidents write"
+
+
+async def timed(batches: list[Any], op: Callable[[Any], Awaitable[Any]]) -> list[float]:
+    """Seconds each ``op(batch)`` took, one batch after another."""
+    out = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        await op(batch)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def one_round(
+    pool: asyncpg.Pool, tag: int, seconds: float, keep: Callable[[str, float, list[float]], None]
+) -> None:
+    """Every claim_many workload once; ``keep(name, claims per second, batch latencies)``."""
+    dedup = Dedup(pool)
+    long_window = Dedup(pool, DedupConfig(window=3600))
+    known = [anomaly(f"mdup-{tag}-{i}") for i in range(1000)]
+    await long_window.claim_many(known)
+    attach = [anomaly(f"mattach-{tag}-{i}") for i in range(1000)]
+    await dedup.claim_many(attach)
+    expire = "UPDATE incident_claims SET window_until = now() WHERE fingerprint = ANY($1::text[])"
+    attach_fps = [a.fingerprint for a in attach]
+
+    # every batch is used once (a batch claimed again would be all duplicates)
+    count = max(8, int(seconds * 20))
+    latest = _latest_json(anomaly("floor"))
+    floor_batches = [([f"floor-{tag}-{i}-{j}" for j in range(1000)], [latest] * 1000) for i in range(count)]
+    lat = await timed(floor_batches, lambda b: pool.execute(FLOOR, *b))
+    keep(FLOOR_NAME, 1000 * len(lat) / sum(lat), lat)
+    batches: dict[str, Callable[[int], list[AnomalyEvent]]] = {
+        "new incidents (1,000 fingerprints)": lambda i: [anomaly(f"mnew-{tag}-{i}-{j}") for j in range(1000)],
+        "duplicates (1,000 open, in window)": lambda i: known,
+        "storm (250 fingerprints x 4 copies)": lambda i: [
+            anomaly(f"mstorm-{tag}-{i}-{j // 4}") for j in range(1000)
+        ],
+    }
+    for name, make in batches.items():
+        claims = long_window if name.startswith("dup") else dedup
+        lat = await timed([make(i) for i in range(count)], claims.claim_many)
+        keep(name, 1000 * len(lat) / sum(lat), lat)
+
+    # re-claims of open incidents after their window: each attaches (claim row + incident)
+    lat = []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        await pool.execute(expire, attach_fps)
+        t0 = time.perf_counter()
+        await dedup.claim_many(attach)
+        lat.append(time.perf_counter() - t0)
+    keep("attach (1,000 open, window passed)", 1000 * len(lat) / sum(lat), lat)
+
+    # 4 processors claim the same storm batches at the same time
+    shared = [[anomaly(f"mshared-{tag}-{i}-{j // 4}") for j in range(1000)] for i in range(200)]
+    done = 0
+    lat = []
+    t0 = time.perf_counter()
+    for batch in shared:
+        t1 = time.perf_counter()
+        await asyncio.gather(*(dedup.claim_many(batch) for _ in range(4)))
+        lat.append(time.perf_counter() - t1)
+        done += 4000
+        if time.perf_counter() - t0 > seconds:
+            break
+    keep("storm x 4 connections on the same batches", done / (time.perf_counter() - t0), lat)
 
 
 async def prepare(dsn: str) -> None:
@@ -243,11 +269,12 @@ async def prepare(dsn: str) -> None:
         await conn.close()
 
 
-async def run(dsn: str, concurrencies: list[int], seconds: float, batches: bool) -> None:
+async def run(dsn: str, concurrencies: list[int], seconds: float, batches: bool, rounds: int) -> None:
     await prepare(dsn)
-    await single_claims(dsn, concurrencies, seconds)
+    if concurrencies:
+        await single_claims(dsn, concurrencies, seconds)
     if batches:
-        await batch_claims(dsn, seconds)
+        await batch_claims(dsn, seconds, rounds)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 
@@ -267,8 +294,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated (default 1,4,16,64)")
     parser.add_argument("--no-batches", action="store_true", help="skip the claim_many measurements")
+    parser.add_argument("--rounds", type=int, default=3, help="claim_many rounds, best reported (default 3)")
+    parser.add_argument("--no-single", action="store_true", help="skip the claim() measurements")
     args = parser.parse_args()
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    concurrencies = [] if args.no_single else [int(c) for c in args.concurrency.split(",")]
     url = args.database_url
     if url is None and (configured := load_settings().database_url) is not None:
         url = configured.get_secret_value()
@@ -276,14 +305,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="logwarden-bench-") as tmp:
             server = dbmod.start_embedded(Path(tmp))
             print(f"server: {server.display}")
-            asyncio.run(run(server.dsn, concurrencies, args.seconds, not args.no_batches))
+            asyncio.run(run(server.dsn, concurrencies, args.seconds, not args.no_batches, args.rounds))
             del server
         return
     name = f"lw_bench_{os.getpid()}"
     print(f"server: {dbmod.mask_url(url)} (scratch database {name})")
     asyncio.run(scratch(url, name, create=True))
     try:
-        asyncio.run(run(dbmod.with_database(url, name), concurrencies, args.seconds, not args.no_batches))
+        asyncio.run(
+            run(dbmod.with_database(url, name), concurrencies, args.seconds, not args.no_batches, args.rounds)
+        )
     finally:
         asyncio.run(scratch(url, name, create=False))
 

@@ -38,7 +38,7 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 
-from detector.dedup_errors import DedupUnavailable, InvalidAnomaly, translated
+from detector.dedup_errors import DedupStorageError, DedupUnavailable, InvalidAnomaly, translated
 from detector.dedup_rules import ClaimReason
 from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK
 from detector.models import AnomalyEvent, EventKind, JobKind, Severity, Signal, fingerprint
@@ -171,8 +171,11 @@ class Dedup:
             extra = [_ordinals(params[0])] if sql is CLAIM_MANY else []
             with translated("claim"):
                 rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval, *extra)
+            if len(rows) != len(pending):
+                raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
             retry: list[int] = []
-            for index, (reason, incident_id, job_id, job_kind) in zip(pending, rows, strict=True):
+            for ord_, reason, incident_id, job_id, job_kind in rows:
+                index = pending[ord_ - 1]
                 if reason == "retry":
                     retry.append(index)
                 else:
@@ -186,9 +189,9 @@ class Dedup:
                     )
             if not retry:
                 return cast("list[ClaimResult]", results)  # every slot is filled by now
-            pending = retry
+            pending = sorted(retry)  # rows come in no order; a fingerprint's anomalies fold in order
             if sql is CLAIM_MANY:
-                params = [[col[i] for i in retry] for col in columns]
+                params = [[col[i] for i in pending] for col in columns]
         raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
 
 

@@ -32,7 +32,8 @@ seconds; CLAIM_MANY only: $6 each anomaly's position among the batch's anomalies
 fingerprint (1, 2, ...; computed by the caller, so the statement needs no window function).
 Fewer, simpler arrays are cheaper to encode in the client (measured: asyncpg type-checks every
 element of every array).
-Output: one row per anomaly, in input order: reason, incident_id, job_id, job_kind.
+Output: one row per anomaly, in no particular order: ord (its 1-based position in the
+parameters), reason, incident_id, job_id, job_kind.
 """
 
 from __future__ import annotations
@@ -256,14 +257,15 @@ jobs_w AS (
     WHERE s.job_id IS NOT NULL AND s.fp IN (SELECT fp FROM ok)
     ORDER BY s.job_id
 )
-SELECT CASE WHEN s.fp IS NULL THEN e.noop
-            WHEN NOT s.existed AND s.fp NOT IN (SELECT fp FROM ok) THEN 'retry'
-            ELSE s.reason END AS reason,
-       COALESCE(s.incident_id, e.seen_incident) AS incident_id,
-       s.job_id, s.job_kind
+-- unordered (the caller places each row by ord): no sort, no join of two batch-sized sets
+SELECT s.ord,
+       CASE WHEN NOT s.existed AND s.fp NOT IN (SELECT fp FROM ok) THEN 'retry' ELSE s.reason END,
+       s.incident_id, s.job_id, s.job_kind
+FROM st s
+UNION ALL
+SELECT e.ord, e.noop, e.seen_incident, NULL, NULL
 FROM ev e
-LEFT JOIN st s ON s.ord = e.ord
-ORDER BY e.ord
+WHERE e.fp NOT IN (SELECT fp FROM fps WHERE writes)
 """
 
 CLAIM_MANY = f"""
