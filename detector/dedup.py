@@ -115,12 +115,15 @@ class Dedup:
     def __init__(self, db: Executor, config: DedupConfig | None = None) -> None:
         self._db = own_transaction(db)
         self.config = config if config is not None else DedupConfig()
+        self._seen: dict[str, None] = {}
+        """Fingerprints whose incident a claim of ours returned: their subject is not sent again
+        (see ``dedup_sql``'s parameters); bounded by clearing."""
 
     async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
         """Claim one anomaly: one statement, one round trip (two when it loses the race to create
         a brand-new fingerprint's claim row)."""
         fps, codes = _keys([anomaly])
-        args = [col[0] for col in _columns([anomaly], fps, codes, [0])]
+        args = [col[0] for col in _columns([anomaly], fps, codes, [0], self._seen)]
         if self.config.precheck:
             with translated("claim"):
                 seen = await self._db.fetchrow(PRECHECK, args[0], args[1])
@@ -140,7 +143,7 @@ class Dedup:
             return []
         fps, codes = _keys(anomalies)
         sent, copy_of = _repeats(fps, codes, compress=self.config.window >= _MIN_WINDOW)
-        columns = _columns(anomalies, fps, codes, sent)
+        columns = _columns(anomalies, fps, codes, sent, self._seen)
         results = await self._claim(CLAIM_MANY, columns, [anomalies[i] for i in sent])
         if not copy_of:
             return results
@@ -167,6 +170,9 @@ class Dedup:
         pending: Sequence[int] = range(len(anomalies))
         params = columns
         cfg = self.config
+        seen = self._seen
+        if len(seen) >= _SEEN_MAX:
+            seen.clear()
         for _ in range(_RACE_RETRIES):
             extra = [_ordinals(params[0])] if sql is CLAIM_MANY else []
             with translated("claim"):
@@ -180,9 +186,12 @@ class Dedup:
                     retry.append(index)
                 else:
                     named = _REASONS[reason]
+                    fp = anomalies[index].fingerprint
+                    if incident_id is not None:
+                        seen[fp] = None
                     results[index] = ClaimResult(
                         named,
-                        anomalies[index].fingerprint,
+                        fp,
                         None if named is ClaimReason.NOTHING_OPEN else incident_id,
                         job_id,
                         None if job_kind is None else _KINDS[job_kind],
@@ -195,6 +204,7 @@ class Dedup:
         raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
 
 
+_SEEN_MAX = 100_000
 _MIN_WINDOW = 0.001
 """Below this window (seconds) a repeat may land outside it, so repeats are sent like any claim."""
 
@@ -272,16 +282,25 @@ def _keys(anomalies: Sequence[AnomalyEvent]) -> tuple[list[str], list[int]]:
 
 
 def _columns(
-    anomalies: Sequence[AnomalyEvent], fps: list[str], codes: list[int], indices: Sequence[int]
+    anomalies: Sequence[AnomalyEvent],
+    fps: list[str],
+    codes: list[int],
+    indices: Sequence[int],
+    seen: dict[str, None],
 ) -> list[list[object]]:
     """The claim statements' argument arrays for the anomalies at ``indices``: fingerprint,
-    severity code and the anomaly as JSON (see ``detector/dedup_sql.py``). Only anomalies that
-    are sent are encoded."""
+    severity code, the anomaly as JSON and its subject as JSON (see ``detector/dedup_sql.py``).
+    Only anomalies that are sent are encoded, and the subject only for fingerprints not ``seen``."""
     return [
         [fps[i] for i in indices],
         [codes[i] for i in indices],
         [_latest_json(anomalies[i]) if codes[i] else None for i in indices],
+        [None if fps[i] in seen else _subject_json(anomalies[i]) for i in indices],
     ]
+
+
+def _subject_json(a: AnomalyEvent) -> str:
+    return _encode({"project": a.project, "service": a.service, "signal": a.signal.value}).decode()
 
 
 _VERIFIED: dict[str, tuple[str, str, Signal]] = {}

@@ -26,9 +26,11 @@ could be planned for; per-incident results are carried through the fold instead 
 afterwards; existing rows are UPDATEd (cheaper than INSERT ... ON CONFLICT DO UPDATE).
 
 Parameters (arrays in CLAIM_MANY, scalars in CLAIM_ONE): $1 fingerprint; $2 severity code (1
-warning, 2 critical, 0 a recovery); $3 the anomaly as JSON (NULL for a recovery; a new incident's
-project, service and signal are read from it); then $4 window seconds and $5 repeat interval
-seconds; CLAIM_MANY only: $6 each anomaly's position among the batch's anomalies for its
+warning, 2 critical, 0 a recovery); $3 the anomaly as JSON (NULL for a recovery); $4 the subject
+as a small JSON object (project, service, signal), or NULL where the caller has seen the
+fingerprint's incident already (a new incident then reads its subject from the anomaly JSON, a
+tenth as fast to parse); then $5 window seconds and $6 repeat interval seconds; CLAIM_MANY
+only: $7 each anomaly's position among the batch's anomalies for its
 fingerprint (1, 2, ...; computed by the caller, so the statement needs no window function).
 Fewer, simpler arrays are cheaper to encode in the client (measured: asyncpg type-checks every
 element of every array).
@@ -66,7 +68,7 @@ CASE
     CASE WHEN s.window_until > now() AND s.held_ok THEN 'reopened' ELSE 'new_incident' END
   WHEN e.severity > s.severity THEN 'escalated'
   WHEN s.window_until > now() THEN 'duplicate_in_window'
-  WHEN NOT s.ack AND s.paged_at + make_interval(secs => $5::float8) <= now() THEN 'repeat_due'
+  WHEN NOT s.ack AND s.paged_at + make_interval(secs => $6::float8) <= now() THEN 'repeat_due'
   ELSE 'attached_to_open'
 END"""
 
@@ -82,7 +84,7 @@ END"""
 
 _STEP_COLUMNS = (
     "fp, k, existed, incident_id, phase, severity, ack, window_until, paged_at, resolve_job_id, "
-    "held_ok, applied, ord, reason, job_kind, job_id, cancels, occ, lat, fresh"
+    "held_ok, applied, ord, reason, job_kind, job_id, cancels, occ, lat, fresh, sub"
 )
 
 # One step of the fold: state `s` + event `e` (both bound by `source`) → the state after
@@ -97,7 +99,7 @@ _STEP = f"""
                 ELSE greatest(s.severity, e.severity) END,
            CASE WHEN d.reason IN ('new_incident', 'reopened', 'resolved') THEN false ELSE s.ack END,
            CASE WHEN d.reason IN {_NOOP} THEN s.window_until
-                ELSE now() + make_interval(secs => $4::float8) END,
+                ELSE now() + make_interval(secs => $5::float8) END,
            CASE WHEN j.job_kind IN ('open', 'escalate', 'repeat') THEN now() ELSE s.paged_at END,
            CASE WHEN d.reason = 'resolved' THEN n.job_id
                 WHEN d.reason IN ('reopened', 'new_incident') THEN NULL ELSE s.resolve_job_id END,
@@ -109,7 +111,8 @@ _STEP = f"""
            CASE WHEN d.reason = 'new_incident' THEN 1
                 WHEN d.reason IN {_OCCURRENCE} THEN s.occ + 1 ELSE s.occ END,
            CASE WHEN d.reason IN {_OCCURRENCE} THEN e.latest ELSE s.lat END,
-           d.reason = 'new_incident' OR s.fresh
+           d.reason = 'new_incident' OR s.fresh,
+           s.sub
     FROM {{source}}
     CROSS JOIN LATERAL (SELECT {_DECIDE} AS reason) d
     CROSS JOIN LATERAL (SELECT {_JOB} AS job_kind) j
@@ -128,7 +131,8 @@ _LOCK = f"""
 fps AS MATERIALIZED (
     SELECT fp, bool_or(noop IS NULL) AS writes, bool_or(seen_incident IS NOT NULL) AS seen,
            bool_or(severity > 0) AS onsets, count(*) AS n,
-           min(ord) AS first_ord, min(severity) AS first_severity, min(latest) AS first_latest
+           min(ord) AS first_ord, min(severity) AS first_severity, min(latest) AS first_latest,
+           min(subject) AS subject
     FROM ev GROUP BY fp
 ),
 -- the latest version of each claim row that may change, locked in fingerprint order (so that
@@ -160,7 +164,7 @@ base AS MATERIALIZED (
            0::bigint AS applied, NULL::bigint AS ord, NULL::text AS reason, NULL::text AS job_kind,
            NULL::bigint AS job_id, NULL::bigint AS cancels, 0::bigint AS occ, NULL::text AS lat,
            false AS fresh,
-           t.n, t.first_ord, t.first_severity, t.first_latest
+           t.subject AS sub, t.n, t.first_ord, t.first_severity, t.first_latest
     FROM (SELECT * FROM fps WHERE writes) t
     LEFT JOIN locked l ON l.fingerprint = t.fp
 ),"""
@@ -174,7 +178,8 @@ _ONE = """base s
 _WRITE = f"""
 -- each fingerprint's state after its last step
 final AS MATERIALIZED (
-    SELECT DISTINCT ON (f.fp) f.*
+    SELECT DISTINCT ON (f.fp) f.fp, f.existed, f.incident_id, f.phase, f.severity, f.ack,
+           f.window_until, f.paged_at, f.resolve_job_id, f.applied
     FROM st f WHERE f.applied > 0
     ORDER BY f.fp, f.k DESC
 ),
@@ -235,8 +240,9 @@ incidents_i AS (
            CASE WHEN t.phase = 'recovered' THEN now() END,
            CASE WHEN t.phase = 'recovered' THEN 'detector' END
     FROM touched t
-    -- the subject, from the anomaly (a new incident always has one)
-    CROSS JOIN LATERAL json_to_record(t.lat::json) AS a (project text, service text, signal text)
+    -- the subject: sent on its own, or read from the anomaly (a new incident always has one)
+    CROSS JOIN LATERAL json_to_record(COALESCE(t.sub, t.lat)::json)
+        AS a (project text, service text, signal text)
     -- only once the updates are done (reading incidents_u runs it to completion): an incident
     -- this batch resolves leaves the one-unresolved-per-fingerprint index before its successor
     -- enters it; ascending ids do the same among the new incidents
@@ -271,10 +277,10 @@ WHERE e.fp NOT IN (SELECT fp FROM fps WHERE writes)
 CLAIM_MANY = f"""
 WITH RECURSIVE
 ev AS MATERIALIZED (
-    SELECT e.ord, e.fp COLLATE "C" AS fp, e.severity, e.latest, e.k,
+    SELECT e.ord, e.fp COLLATE "C" AS fp, e.severity, e.latest, e.subject, e.k,
            c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
-    FROM unnest($1::text[], $2::int2[], $3::text[], $6::int8[])
-         WITH ORDINALITY AS e (fp, severity, latest, k, ord)
+    FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $7::int8[])
+         WITH ORDINALITY AS e (fp, severity, latest, subject, k, ord)
     -- a plain read of the snapshot; LIMIT keeps it a per-anomaly index probe whatever the plan
     LEFT JOIN LATERAL (
         SELECT c.incident_id, c.phase, c.severity, c.window_until
@@ -299,6 +305,7 @@ CLAIM_ONE = f"""
 WITH
 ev AS MATERIALIZED (
     SELECT 1::bigint AS ord, $1::text COLLATE "C" AS fp, e.severity, $3::text AS latest,
+           $4::text AS subject,
            1::bigint AS k, c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
     FROM (SELECT $2::int2 AS severity) e
     LEFT JOIN incident_claims c ON c.fingerprint = $1
