@@ -369,3 +369,25 @@ async def test_a_connection_inside_a_transaction_is_refused(pool: asyncpg.Pool) 
             with pytest.raises(ValueError, match="transaction"):
                 Incidents(conn)
         assert (await dedup.claim(anomaly())).reason is R.NEW_INCIDENT
+
+
+async def test_new_incidents_get_their_subject_whether_or_not_it_was_sent(pool: asyncpg.Pool) -> None:
+    """A fingerprint this Dedup has not seen sends its subject; one it has seen does not, and a
+    new incident for it (after a resolution) reads the subject from the anomaly instead."""
+    dedup = Dedup(pool, DedupConfig(window=60))
+    first = anomaly(project="pay", service="ledger")
+    opened = await dedup.claim_many([first, anomaly(project="pay", service="fx")])
+    assert first.fingerprint in dedup._seen
+    assert (await dedup.claim_many([anomaly("recovery", project="pay", service="ledger")]))[
+        0
+    ].reason is R.RESOLVED
+    await expire_window(pool, first.fingerprint)
+    [again] = await dedup.claim_many([anomaly("onset", "critical", project="pay", service="ledger")])
+    assert again.reason is R.NEW_INCIDENT
+    assert again.incident_id != opened[0].incident_id
+    rows = await pool.fetch("SELECT id, project, service, signal, status FROM incidents")
+    assert {r["id"]: tuple(r)[1:] for r in rows} == {
+        opened[0].incident_id: ("pay", "ledger", "error_rate", "resolved"),
+        opened[1].incident_id: ("pay", "fx", "error_rate", "open"),
+        again.incident_id: ("pay", "ledger", "error_rate", "open"),
+    }
