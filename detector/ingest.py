@@ -20,8 +20,8 @@ import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from typing import Any
+from itertools import compress
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -30,6 +30,7 @@ import numpy.typing as npt
 from detector import timestamps
 from detector.config import DetectorConfig
 from detector.counters import Reason, Rejections
+from detector.packing import pack
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emergency", "emerg"})
 """Levels (compared lower-cased) that make an event an error."""
@@ -45,6 +46,21 @@ _NON_FINITE_TOKEN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity|inf)(?![\w\"])")
 _RECORD_INDEX = re.compile(r"at `\$\[(\d+)\]")
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _LEVEL_CACHE_LIMIT = 4096
+_LEVEL_WORDS = 2
+_LEVEL_PAD = 8 * _LEVEL_WORDS
+
+
+def _packed_levels(levels: list[str]) -> npt.NDArray[np.uint64]:
+    packed = pack(levels, _LEVEL_WORDS)
+    assert packed is not None
+    return packed.words
+
+
+_ERROR_WORDS = sorted(map(tuple, _packed_levels(sorted(ERROR_LEVELS)).tolist()))
+_ERROR_FIRST = np.array([w[0] for w in _ERROR_WORDS], dtype=np.uint64)
+"""First word of each error level packed as :func:`pack` packs a column, sorted (all differ)."""
+_ERROR_SECOND = np.array([w[1] for w in _ERROR_WORDS], dtype=np.uint64)
+"""Second word of the same (each error level fits in two words)."""
 
 
 class LogLine(msgspec.Struct, gc=False):
@@ -105,16 +121,34 @@ class EventColumns:
         return hit
 
     def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
+        """Per row: is the level an error level (see :meth:`is_error_level`)."""
         n = len(levels)
-        try:
-            flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
-            return flags
-        except KeyError:
-            codes = np.fromiter(map(self._levels.get, levels, repeat(2)), np.int8, n)
-        unknown = np.flatnonzero(codes == 2)
-        if len(unknown):
-            codes[unknown] = [self.is_error_level(levels[i]) for i in unknown.tolist()]
-        return np.asarray(codes == 1, dtype=np.bool_)
+        if None in levels:
+            levels = ["" if level is None else level for level in levels]
+        packed = pack(cast(list[str], levels), _LEVEL_WORDS)
+        if packed is None:  # a level with a newline in it: one by one
+            return np.fromiter(map(self.is_error_level, levels), np.bool_, n)
+        # Levels of printable ASCII without spaces need no strip and lower-case bytewise; only
+        # levels with other bytes (spaces, controls, non-ASCII) are looked at one by one.
+        raw = packed.raw
+        odd = np.flatnonzero((raw - np.uint8(0x21)) > np.uint8(0x7E - 0x21))
+        plain: npt.NDArray[np.bool_] | None = None
+        if len(odd) != _LEVEL_PAD * n:  # more than the separators
+            row = np.searchsorted(packed.starts, odd, side="right") - 1
+            inside = odd - packed.starts[row] < packed.lengths[row]
+            plain = np.ones(n, dtype=np.bool_)
+            plain[row[inside]] = False
+        letters = packed.words.view(np.uint8)
+        upper = (letters - np.uint8(65)) < np.uint8(26)
+        letters |= upper.view(np.uint8) << np.uint8(5)
+        first, second = packed.words[:, 0], packed.words[:, 1]
+        at = np.minimum(np.searchsorted(_ERROR_FIRST, first), len(_ERROR_FIRST) - 1)
+        flags: npt.NDArray[np.bool_] = (_ERROR_FIRST[at] == first) & (_ERROR_SECOND[at] == second)
+        if plain is not None:
+            flags &= plain
+            for i in np.flatnonzero(~plain).tolist():
+                flags[i] = self.is_error_level(levels[i])
+        return flags
 
     def build(
         self,
@@ -214,7 +248,7 @@ class JsonLinesDecoder:
         if end <= start:
             return Batch.empty()
         if newlines is None:
-            newlines = buf.count(b"\n", start, end)
+            newlines = count_newlines(buf, start, end)
         n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
         rows: list[LogLine] | None = None
         numbers: list[int] | None = None
@@ -380,6 +414,14 @@ def validation_reason(message: str) -> Reason:
     if message.endswith(".ts`"):
         return Reason.BAD_TIMESTAMP
     return Reason.WRONG_TYPE
+
+
+def count_newlines(buf: bytes, start: int = 0, end: int | None = None) -> int:
+    """``buf.count(b"\\n", start, end)``, several times faster on large buffers."""
+    end = len(buf) if end is None else end
+    if end - start < 4096:
+        return buf.count(b"\n", start, end)
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start) == 10))
 
 
 def _has_long_line(buf: bytes, limit: int, start: int, end: int) -> bool:

@@ -157,22 +157,36 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
     """
     n = len(values)
     try:
-        raw = np.frombuffer((lined + "\n").encode("ascii"), dtype=np.uint8)
+        buf = (lined + "\n").encode("ascii")
     except UnicodeEncodeError:
         _slow(values, np.arange(n), seconds, codes)
         return
-    m = raw.reshape(n, width + 1)[:, :width]
-    # compare each row's 19-byte prefix with the previous row's as three 8-byte words
-    words = np.zeros((n, 24), np.uint8)
-    words[:, :19] = m[:, :19]
-    w = words.view(np.uint64)
+    stride = width + 1
+    m = np.frombuffer(buf, dtype=np.uint8).reshape(n, stride)
+
+    def column(at: int) -> npt.NDArray[np.uint64]:
+        """Bytes ``at`` to ``at + 7`` of every row as one (unaligned) word."""
+        return np.ndarray((n,), dtype="<u8", buffer=buf, offset=at, strides=(stride,))
+
+    # compare each row's 19-byte prefix with the previous row's as three overlapping words
     change = np.ones(n, dtype=np.bool_)
-    change[1:] = (w[1:, 0] != w[:-1, 0]) | (w[1:, 1] != w[:-1, 1]) | (w[1:, 2] != w[:-1, 2])
+    if n > 1:
+        for at in (0, 8, 11):
+            word = column(at)
+            if at:
+                change[1:] |= word[1:] != word[:-1]
+            else:
+                np.not_equal(word[1:], word[:-1], out=change[1:])
     firsts = np.flatnonzero(change)
-    group = np.cumsum(change) - 1
-    base, base_ok = _prefixes(m[firsts])
-    ok = base_ok[group]
-    seconds[:] = base[group]
+    if len(firsts) == 1:  # one second for the whole column
+        base, base_ok = _prefixes(m[:1, :19])
+        ok = np.full(n, bool(base_ok[0]))
+        seconds[:] = base[0]
+    else:
+        group = np.cumsum(change) - 1
+        base, base_ok = _prefixes(m[firsts, :19])
+        ok = base_ok[group]
+        seconds[:] = base[group]
 
     last = m[:, width - 1]
     zulu = (last == 90) | (last == 122)
@@ -193,7 +207,9 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
         if end == 20:
             ok &= ~kind  # a lone "."
             continue
-        fraction = (m[:, 19] == 46) & ((m[:, 20:end] - _ZERO) < 10).all(axis=1)
+        fraction = m[:, 19] == 46
+        for col in range(20, end):  # column by column: a 2-D reduction over a few columns is slow
+            fraction &= (m[:, col] - _ZERO) < 10
         ok &= ~kind | fraction
     if not ok.all():
         _slow(values, np.flatnonzero(~ok), seconds, codes)
