@@ -46,6 +46,10 @@ _NON_FINITE_TOKEN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity|inf)(?![\w\"])")
 _RECORD_INDEX = re.compile(r"at `\$\[(\d+)\]")
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _LEVEL_CACHE_LIMIT = 4096
+_BLOCK = 256
+"""Lines decoded at once in a buffer with bad lines: a bad line that only the decoder can tell
+(a wrong type, NaN, a bad byte inside a string) costs decoding the lines before it in its block
+again; a smaller block costs more decoder calls."""
 _LEVEL_WORDS = 2
 _LEVEL_PAD = 8 * _LEVEL_WORDS
 
@@ -286,6 +290,7 @@ class JsonLinesDecoder:
     # -- the careful path: some line in the buffer is bad -----------------------------------
 
     def _careful(self, buf: bytes, start: int, end: int, first_line: int) -> tuple[list[LogLine], list[int]]:
+        """Every line on its own where it looks wrong, the rest in blocks (see :data:`_BLOCK`)."""
         data = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
         newlines = np.flatnonzero(data == 10) + start
         starts = np.concatenate(([start], newlines + 1))
@@ -293,23 +298,34 @@ class JsonLinesDecoder:
         if starts[-1] == end:  # ends with a newline: no trailing line
             starts, ends = starts[:-1], ends[:-1]
         lengths = ends - starts
+        whole = np.frombuffer(buf, dtype=np.uint8)
+        head = whole[np.minimum(starts, len(buf) - 1)]
+        tail = whole[np.maximum(ends - 1, 0)]
+        crlf = (tail == 13) & (lengths > 1)
+        tail = np.where(crlf, whole[np.maximum(ends - 2, 0)], tail)
         too_long = lengths > self.config.max_line_bytes
-        head = np.frombuffer(buf, dtype=np.uint8)[np.minimum(starts, len(buf) - 1)]
         empty = (lengths == 0) | ((lengths == 1) & (head == 13))
+        # A line of this format is an object: one that does not start with "{" and end with "}"
+        # is bad, or at least odd (whitespace around it), and is looked at on its own.
+        odd = (head != 123) | (tail != 125) | (lengths < 2)
         self._lines = (buf, starts.tolist(), ends.tolist())
         self._first_line = first_line
         rows: list[LogLine] = []
         numbers: list[int] = []
-        bad = too_long | empty
-        for i in np.flatnonzero(bad).tolist():
-            reason = Reason.TOO_LONG if too_long[i] else Reason.EMPTY_LINE
-            self._reject(reason, i)
-        # decode each maximal run of lines that passed the cheap checks
-        good = np.flatnonzero(~bad)
-        if len(good):
-            breaks = np.flatnonzero(np.diff(good) != 1) + 1
-            for run in np.split(good, breaks):
-                self._decode_run(int(run[0]), int(run[-1]) + 1, rows, numbers)
+        # in line order: rejected and odd lines one by one, runs of the others in blocks
+        alone = np.flatnonzero(too_long | empty | odd)
+        edges = np.concatenate(([0], alone + 1))
+        for gap_start, i in zip(edges.tolist(), [*alone.tolist(), len(starts)], strict=True):
+            for a in range(gap_start, i, _BLOCK):
+                self._decode_block(a, min(a + _BLOCK, i), rows, numbers)
+            if i == len(starts):
+                break
+            if too_long[i]:
+                self._reject(Reason.TOO_LONG, i)
+            elif empty[i]:
+                self._reject(Reason.EMPTY_LINE, i)
+            else:
+                self._single(i, rows, numbers)
         self._lines = (b"", [], [])
         return rows, numbers
 
@@ -320,39 +336,30 @@ class JsonLinesDecoder:
     def _reject(self, reason: Reason, i: int) -> None:
         self.rejections.add(reason, f"line {self._first_line + i}", self._line(i))
 
-    def _decode_run(self, a: int, b: int, rows: list[LogLine], numbers: list[int]) -> None:
-        """Decode lines [a, b) into ``rows``; bad ones are located, rejected and skipped."""
+    def _decode_block(self, a: int, b: int, rows: list[LogLine], numbers: list[int]) -> None:
+        """Decode lines [a, b) into ``rows``. A bad line is located from the decoder's error:
+        the lines before it are decoded again (at most a block), then decoding goes on after it."""
         buf, starts, ends = self._lines
-        work = [(a, b)]
-        while work:
-            a, b = work.pop()
-            if a >= b:
-                continue
-            if b - a == 1:
-                self._single(a, rows, numbers)
-                continue
+        while a < b:
             segment = memoryview(buf)[starts[a] : ends[b - 1]]
             try:
                 decoded = self._decoder.decode_lines(segment)
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                 k = self._locate(exc, segment, a, b)
-                if k is not None and self._classify(self._line(k)) is not None:
-                    # the located line really is bad: good prefix, then the bad line, then the rest
-                    work.append((k + 1, b))
-                    work.append((k, k + 1))
-                    work.append((a, k))
-                else:
-                    mid = (a + b) // 2
-                    work.append((mid, b))
-                    work.append((a, mid))
+                if k is None or self._classify(self._line(k)) is None:
+                    break  # the error does not point at a bad line: line by line
+                if k > a:
+                    self._decode_block(a, k, rows, numbers)
+                self._single(k, rows, numbers)
+                a = k + 1
                 continue
-            if len(decoded) == b - a:
-                rows.extend(decoded)
-                numbers.extend(range(a, b))
-            else:  # a whitespace-only line or several values on one line: find it by halving
-                mid = (a + b) // 2
-                work.append((mid, b))
-                work.append((a, mid))
+            if len(decoded) != b - a:
+                break  # several values on one line: line by line
+            rows.extend(decoded)
+            numbers.extend(range(a, b))
+            return
+        for i in range(a, b):
+            self._single(i, rows, numbers)
 
     def _single(self, i: int, rows: list[LogLine], numbers: list[int]) -> None:
         line = self._line(i)
