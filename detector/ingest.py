@@ -127,21 +127,23 @@ class EventColumns:
     def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
         """Per row: is the level an error level (see :meth:`is_error_level`)."""
         n = len(levels)
-        if None in levels:
-            levels = ["" if level is None else level for level in levels]
         packed = pack(cast(list[str], levels), _LEVEL_WORDS)
+        if packed is None and levels.count(None):  # null levels: no level
+            levels = ["" if level is None else level for level in levels]
+            packed = pack(cast(list[str], levels), _LEVEL_WORDS)
         if packed is None:  # a level with a newline in it: one by one
             return np.fromiter(map(self.is_error_level, levels), np.bool_, n)
         # Levels of printable ASCII without spaces need no strip and lower-case bytewise; only
-        # levels with other bytes (spaces, controls, non-ASCII) are looked at one by one.
-        raw = packed.raw
-        odd = np.flatnonzero((raw - np.uint8(0x21)) > np.uint8(0x7E - 0x21))
+        # levels with other bytes (spaces, controls, non-ASCII) or too long to pack are looked at
+        # one by one. Every separator byte is "odd", so a clean column has exactly that many.
+        odd = (packed.raw - np.uint8(0x21)) > np.uint8(0x7E - 0x21)
         plain: npt.NDArray[np.bool_] | None = None
-        if len(odd) != _LEVEL_PAD * n:  # more than the separators
-            row = np.searchsorted(packed.starts, odd, side="right") - 1
-            inside = odd - packed.starts[row] < packed.lengths[row]
-            plain = np.ones(n, dtype=np.bool_)
-            plain[row[inside]] = False
+        if int(np.count_nonzero(odd)) != _LEVEL_PAD * n:
+            inside = np.arange(_LEVEL_PAD) < packed.lengths[:, None]
+            head = (packed.words.view(np.uint8).reshape(n, _LEVEL_PAD) - np.uint8(0x21)) > np.uint8(
+                0x7E - 0x21
+            )
+            plain = ~(head & inside).any(axis=1) & packed.fits()
         letters = packed.words.view(np.uint8)
         upper = (letters - np.uint8(65)) < np.uint8(26)
         letters |= upper.view(np.uint8) << np.uint8(5)

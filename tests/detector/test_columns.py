@@ -160,6 +160,16 @@ def test_a_column_spanning_many_seconds_agrees_with_datetime(
     assert seconds.tolist() == [text_to_seconds(t)[0] for t in texts]
     utc = [m.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z") for m in moments]
     assert to_epoch_seconds(utc, 0, 5e9)[0].tolist() == seconds.tolist()
+    # several widths and number forms in one column, interleaved
+    mixed = [v for pair in zip(texts, utc, strict=True) for v in pair] + [utc[0][:19], texts[-1][:-1]]
+    got, codes = to_epoch_seconds(mixed, 0, 5e9)
+    expected = [text_to_seconds(t) for t in mixed]
+    assert got[codes == OK].tolist() == [sec for sec, code in expected if code == OK]
+    assert codes.tolist() == [code for _, code in expected]
+    numbers: list[object] = [*mixed, float(seconds[0]), int(seconds[0]) * 1000]
+    got, codes = to_epoch_seconds(numbers, 0, 5e9)
+    assert got[-2:].tolist() == [seconds[0], seconds[0]]
+    assert codes.tolist() == [code for _, code in expected] + [OK, OK]
 
 
 def test_free_project_codes_are_reused_smallest_first() -> None:
