@@ -36,6 +36,9 @@ ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", 
 """Levels (compared lower-cased) that make an event an error."""
 
 DEFAULT_PROJECT = "default"
+NO_STATUS = 0
+"""A line's status when it has none (not an HTTP status code; one int object, so a column of
+absent statuses is counted by pointer comparison)."""
 
 _TS_REASON = {
     timestamps.BAD: Reason.BAD_TIMESTAMP,
@@ -76,7 +79,8 @@ class LogLine(msgspec.Struct, gc=False):
     """null means no level, as if absent."""
     message: str | None = ""
     project: str = DEFAULT_PROJECT
-    status: int | None = None
+    status: int | None = NO_STATUS
+    """Absent is :data:`NO_STATUS`; null is None, as if absent."""
 
 
 @dataclass(slots=True)
@@ -186,17 +190,14 @@ class EventColumns:
             valid &= ~empty
         project = DEFAULT_PROJECT
         if projects is not None:
-            project_set = set(projects)
-            if "" in project_set:
+            if "" in projects:
                 projects = [p or DEFAULT_PROJECT for p in projects]
-                project_set = set(projects)
-            if len(project_set) == 1:
+            if projects.count(projects[0]) == n:
                 project, projects = projects[0], None
         # errors: level (cached per distinct spelling) or HTTP status >= 500
         errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:
-            codes_5xx = [s is not None and s >= 500 and s < 600 for s in statuses]
-            errors |= np.array(codes_5xx, dtype=np.bool_)
+            errors |= _server_errors(statuses)
         if not valid.all():
             keep = valid.tolist()
             rows = np.flatnonzero(valid)
@@ -209,6 +210,16 @@ class EventColumns:
             return Batch(services, projects, project, seconds, errors, messages, where, rows)
         messages = [_clip(message_of(i), cfg.max_message_chars) for i in np.flatnonzero(errors).tolist()]
         return Batch(services, projects, project, seconds, errors, messages, where)
+
+
+def _server_errors(statuses: list[int | None]) -> npt.NDArray[np.bool_]:
+    """Per row: an HTTP status from 500 to 599 (None: no status)."""
+    try:
+        codes = np.fromiter(statuses, dtype=np.int64, count=len(statuses))
+    except (TypeError, OverflowError):  # a null status, or an integer beyond int64
+        return np.array([s is not None and 500 <= s < 600 for s in statuses], dtype=np.bool_)
+    flags: npt.NDArray[np.bool_] = (codes >= 500) & (codes < 600)
+    return flags
 
 
 def _clip(text: str, limit: int) -> str:
@@ -277,7 +288,7 @@ class JsonLinesDecoder:
         if projects.count(DEFAULT_PROJECT) == len(rows):  # type: ignore[union-attr]
             projects = None
         statuses: list[int | None] | None = [r.status for r in rows]
-        if statuses.count(None) == len(rows):  # type: ignore[union-attr]
+        if statuses.count(NO_STATUS) == len(rows):  # type: ignore[union-attr]
             statuses = None
         return self.columns.build(
             [r.ts for r in rows],

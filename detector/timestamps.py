@@ -87,7 +87,7 @@ def _mixed(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
 
 def _numbers(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
     try:
-        if any(type(v) is bool for v in values):
+        if bool in set(map(type, values)):
             raise TypeError("booleans are not timestamps")
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
