@@ -1,17 +1,18 @@
 """A column of (project, service) names to key ids at once: an open-addressing hash table in numpy.
 
 Each key is one row of :data:`WORDS` 64-bit words: its service name packed into words
-(:mod:`detector.packing`), then one word with its project's code and the name's length in bytes.
-The table maps a hash of the row to a key id, and a lookup only answers an id whose stored row
-equals the query row word for word, so an answer is always exact; a key the table cannot answer
-for (a new key, a name too long to pack, an unknown project) comes back as -1 and the caller asks
+(:mod:`detector.packing`), then one word with its project's code and the name's length in bytes
+(low half) and its key id (high half). The rows live in the slots of the table themselves, at the
+hash of the row or after it (linear probing), so one lookup reads one cache line; a lookup only
+answers a slot whose row equals the query word for word, so an answer is always exact. A key the
+table cannot answer for (a new key, a name too long to pack, an unknown project, a row further
+than the probe limit from its hash) comes back as -1 and the caller asks
 :class:`~detector.keys.KeyRegistry`'s dicts. The point is memory traffic more than hashing: at
 100,000 keys a dict lookup of a freshly decoded string misses the cache several times one after
 the other, while a numpy gather overlaps its misses.
 
-Removing a key clears its row, so table slots that still point at its id never match again
-(until the id is reused, when they match the new key, which is still exact). Such stale slots are
-dropped when the table is rebuilt, which happens whenever it gets half full.
+Removing a key leaves a tombstone in its slot (it never matches, and lookups probe past it);
+tombstones are dropped when the table is rebuilt, which happens whenever it gets half full.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ SERVICE_WORDS = 3
 """Service names of up to 24 UTF-8 bytes are packed; longer ones go through the dicts."""
 WORDS = SERVICE_WORDS + 1
 """Row layout: service words, then project code << 8 | service length."""
-UNUSED = np.uint64(2**64 - 1)
-"""Last word of a row that holds no key."""
-UNMATCHABLE = np.uint64(2**64 - 2)
+LOW = np.uint64(2**32 - 1)
+EMPTY = np.uint64(2**64 - 1)
+"""Last word of a slot that never held a key (it ends a probe)."""
+TOMBSTONE = np.uint64(2**64 - 2)
+"""Last word of a slot whose key was removed (a probe goes on past it)."""
+UNMATCHABLE = np.uint64(2**32 - 3)
 """Last word of a query that must match nothing (a name too long to pack, an unknown project)."""
+MAX_CODE = 2**23
+"""Project codes stay below this, so that no real key's low half equals the markers' low halves."""
 _MIN_SLOTS = 1024
-_PROBES = 4
+_ROOMY = 32768
+"""Up to this many slots (1 MiB), a table is at most 1/16 full rather than 1/4: fewer keys away
+from their own slot, for little memory."""
+_PROBES = 8
 """Slots a lookup tries before it leaves the row to the dicts (each try is a numpy pass over the
 rows still looking; the few rows in long clusters are cheaper in a dict)."""
 _MULTIPLIERS = np.array(
@@ -49,8 +58,9 @@ class Query:
     def __init__(self, code: I64 | int, services: Packed) -> None:
         """``code``: the project code of every row, or of each row (negative: unknown)."""
         self.words = services.words
-        meta = (np.asarray(code, dtype=np.int64) << 8) | services.lengths
-        bad = ~services.fits() | (np.asarray(code) < 0)
+        codes = np.asarray(code, dtype=np.int64)
+        meta = (codes << 8) | services.lengths
+        bad = ~services.fits() | (codes < 0) | (codes >= MAX_CODE)
         self.meta: U64 = np.where(bad, UNMATCHABLE, meta.astype(np.uint64))
 
     def __len__(self) -> int:
@@ -73,17 +83,17 @@ def _hash(words: U64, meta: U64) -> U64:
 
 
 class KeyIndex:
-    """Packed key rows by key id, and hash slots pointing at key ids."""
+    """Slots of key rows (see the module docstring), and each key id's slot."""
 
-    __slots__ = ("_filled", "_live", "_shift", "rows", "slots")
+    __slots__ = ("_filled", "_live", "_shift", "slot_of", "slots")
 
     def __init__(self) -> None:
-        self.rows: U64 = np.full((64, WORDS), UNUSED, dtype=np.uint64)
-        """Row of each key id (last word UNUSED: no key)."""
-        self.slots = np.full(_MIN_SLOTS, -1, dtype=np.int32)
+        self.slots: U64 = np.full((_MIN_SLOTS, WORDS), EMPTY, dtype=np.uint64)
+        self.slot_of = np.full(64, -1, dtype=np.int64)
+        """Slot of each key id, -1: none."""
         self._shift = np.uint64(64 - _MIN_SLOTS.bit_length() + 1)
         self._filled = 0
-        """Slots in use, stale ones included."""
+        """Slots in use, tombstones included."""
         self._live = 0
 
     def __len__(self) -> int:
@@ -95,79 +105,88 @@ class KeyIndex:
         ids, rows = ids[keep], query.rows()[keep]
         if not len(ids):
             return
+        rows[:, SERVICE_WORDS] |= ids.astype(np.uint64) << np.uint64(32)
         top = int(ids.max()) + 1
-        if top > len(self.rows):
-            size = len(self.rows)
+        if top > len(self.slot_of):
+            size = len(self.slot_of)
             while size < top:
                 size *= 2
-            grown = np.full((size, WORDS), UNUSED, dtype=np.uint64)
-            grown[: len(self.rows)] = self.rows
-            self.rows = grown
-        self.rows[ids] = rows
+            grown = np.full(size, -1, dtype=np.int64)
+            grown[: len(self.slot_of)] = self.slot_of
+            self.slot_of = grown
         self._live += len(ids)
         if 2 * (self._filled + len(ids)) > len(self.slots):
-            self._rebuild()
+            self._rebuild(rows)
         else:
-            self._place(ids.astype(np.int32), rows)
+            self._place(rows)
 
     def remove(self, ids: I64) -> None:
-        """Forget keys (their slots go stale)."""
-        ids = np.unique(ids[ids < len(self.rows)])
-        held = ids[self.rows[ids, SERVICE_WORDS] != UNUSED]
-        self.rows[held] = UNUSED
-        self._live -= len(held)
+        """Forget keys (their slots become tombstones)."""
+        ids = np.unique(ids[ids < len(self.slot_of)])
+        slots = self.slot_of[ids]
+        slots = slots[slots >= 0]
+        self.slots[slots, SERVICE_WORDS] = TOMBSTONE
+        self.slot_of[ids] = -1
+        self._live -= len(slots)
 
     def find(self, query: Query, probes: int = _PROBES) -> I64:
         """Key id of each query row, -1 where the index holds no equal row within ``probes``
         slots of the row's own."""
         n = len(query)
-        found = np.full(n, -1, dtype=np.int64)
         if not n or not self._live:
-            return found
+            return np.full(n, -1, dtype=np.int64)
         words, meta = query.words, query.meta
         mask = len(self.slots) - 1
         pos = (_hash(words, meta) >> self._shift).astype(np.int64)
-        todo: I64 | None = None  # None: every row
-        for _ in range(probes):
-            cand = np.take(self.slots, pos)
-            held = cand >= 0
-            stored = np.take(self.rows, cand, axis=0)  # cand -1 reads the last row: masked by held
-            diff = stored[:, SERVICE_WORDS] ^ meta
-            for j in range(SERVICE_WORDS):
-                diff |= stored[:, j] ^ words[:, j]
-            match = held & (diff == 0)
-            if todo is None:
-                found[match] = cand[match]
-            else:
-                found[todo[match]] = cand[match]
-            more = held & ~match
-            if not more.any():
-                break
-            todo = np.flatnonzero(more) if todo is None else todo[more]
-            pos = (pos[more] + 1) & mask
-            words, meta = words[more], meta[more]
+        # most rows sit in their own slot
+        stored = np.take(self.slots, pos, axis=0)
+        last = stored[:, SERVICE_WORDS]
+        diff = (last & LOW) ^ meta
+        for j in range(SERVICE_WORDS):
+            diff |= stored[:, j] ^ words[:, j]
+        match = diff == 0
+        found = np.where(match, (last >> np.uint64(32)).astype(np.int64), -1)
+        rest = np.flatnonzero(~match & (last != EMPTY))
+        if not len(rest) or probes < 2:
+            return found
+        # the others: the next slots at once. A key sits before the first empty slot after its
+        # hash (slots never become empty again but in a rebuild), and in one slot only, so an
+        # equal row anywhere in the window is the answer.
+        window = (pos[rest, None] + np.arange(1, probes)) & mask
+        stored = np.take(self.slots, window, axis=0)  # (rows, probes - 1, WORDS)
+        last = stored[:, :, SERVICE_WORDS]
+        diff = (last & LOW) ^ meta[rest, None]
+        for j in range(SERVICE_WORDS):
+            diff |= stored[:, :, j] ^ words[rest, j, None]
+        hit = diff == 0
+        row, at = np.nonzero(hit)
+        found[rest[row]] = (last[row, at] >> np.uint64(32)).astype(np.int64)
         return found
 
-    def _place(self, ids: npt.NDArray[np.int32], rows: U64) -> None:
+    def _place(self, rows: U64) -> None:
+        """Put rows (ids in their last word) into the first empty slot from their hash on."""
         mask = len(self.slots) - 1
-        pos = (_hash(rows[:, :SERVICE_WORDS], rows[:, SERVICE_WORDS]) >> self._shift).astype(np.int64)
-        while len(ids):
-            free = self.slots[pos] < 0
-            # of the keys that reach the same free slot, the first takes it
+        pos = (_hash(rows[:, :SERVICE_WORDS], rows[:, SERVICE_WORDS] & LOW) >> self._shift).astype(np.int64)
+        while len(rows):
+            free = self.slots[pos, SERVICE_WORDS] == EMPTY
+            # of the rows that reach the same empty slot, the first takes it
             _, first = np.unique(pos[free], return_index=True)
             taken = np.flatnonzero(free)[first]
-            self.slots[pos[taken]] = ids[taken]
+            self.slots[pos[taken]] = rows[taken]
+            self.slot_of[(rows[taken, SERVICE_WORDS] >> np.uint64(32)).astype(np.int64)] = pos[taken]
             self._filled += len(taken)
-            rest = np.ones(len(ids), dtype=np.bool_)
+            rest = np.ones(len(rows), dtype=np.bool_)
             rest[taken] = False
-            ids, pos = ids[rest], (pos[rest] + 1) & mask
+            rows, pos = rows[rest], (pos[rest] + 1) & mask
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, new: U64) -> None:
+        """A table for the live rows and ``new`` ones, at most a quarter full."""
+        held = self.slots[:, SERVICE_WORDS]
+        rows = np.concatenate([self.slots[(held != EMPTY) & (held != TOMBSTONE)], new])
         size = _MIN_SLOTS
-        while size < 4 * self._live:
+        while size < 4 * self._live or (size < _ROOMY and size < 16 * self._live):
             size *= 2
-        self.slots = np.full(size, -1, dtype=np.int32)
+        self.slots = np.full((size, WORDS), EMPTY, dtype=np.uint64)
         self._shift = np.uint64(64 - size.bit_length() + 1)
         self._filled = 0
-        ids = np.flatnonzero(self.rows[:, SERVICE_WORDS] != UNUSED)
-        self._place(ids.astype(np.int32), self.rows[ids])
+        self._place(rows)
