@@ -138,7 +138,30 @@ class KeyIndex:
         words, meta = query.words, query.meta
         mask = len(self.slots) - 1
         pos = (_hash(words, meta) >> self._shift).astype(np.int64)
-        # most rows sit in their own slot
+        # Most rows sit in their own slot, most others in the next one; the rest are looked for
+        # in a window of the slots after that. A key sits before the first empty slot after its
+        # hash (slots never become empty again but in a rebuild), and in one slot only, so an
+        # equal row anywhere in the window is the answer.
+        found, rest = self._probe(pos, words, meta)
+        if len(rest) and probes > 1:
+            again, still = self._probe((pos[rest] + 1) & mask, words[rest], meta[rest])
+            hit = again >= 0
+            found[rest[hit]] = again[hit]
+            rest = rest[still]
+        if len(rest) and probes > 2:
+            window = (pos[rest, None] + np.arange(2, probes)) & mask
+            stored = np.take(self.slots, window, axis=0)  # (rows, probes - 2, WORDS)
+            last = stored[:, :, SERVICE_WORDS]
+            diff = (last & LOW) ^ meta[rest, None]
+            for j in range(SERVICE_WORDS):
+                diff |= stored[:, :, j] ^ words[rest, j, None]
+            row, at = np.nonzero(diff == 0)
+            found[rest[row]] = (last[row, at] >> np.uint64(32)).astype(np.int64)
+        return found
+
+    def _probe(self, pos: I64, words: U64, meta: U64) -> tuple[I64, I64]:
+        """Key id found in slot ``pos`` of each row (-1: none), and the rows to look further for
+        (neither found nor stopped by an empty slot)."""
         stored = np.take(self.slots, pos, axis=0)
         last = stored[:, SERVICE_WORDS]
         diff = (last & LOW) ^ meta
@@ -146,22 +169,7 @@ class KeyIndex:
             diff |= stored[:, j] ^ words[:, j]
         match = diff == 0
         found = np.where(match, (last >> np.uint64(32)).astype(np.int64), -1)
-        rest = np.flatnonzero(~match & (last != EMPTY))
-        if not len(rest) or probes < 2:
-            return found
-        # the others: the next slots at once. A key sits before the first empty slot after its
-        # hash (slots never become empty again but in a rebuild), and in one slot only, so an
-        # equal row anywhere in the window is the answer.
-        window = (pos[rest, None] + np.arange(1, probes)) & mask
-        stored = np.take(self.slots, window, axis=0)  # (rows, probes - 1, WORDS)
-        last = stored[:, :, SERVICE_WORDS]
-        diff = (last & LOW) ^ meta[rest, None]
-        for j in range(SERVICE_WORDS):
-            diff |= stored[:, :, j] ^ words[rest, j, None]
-        hit = diff == 0
-        row, at = np.nonzero(hit)
-        found[rest[row]] = (last[row, at] >> np.uint64(32)).astype(np.int64)
-        return found
+        return found, np.flatnonzero(~match & (last != EMPTY))
 
     def _place(self, rows: U64) -> None:
         """Put rows (ids in their last word) into the first empty slot from their hash on."""
