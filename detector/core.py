@@ -248,6 +248,7 @@ class Detector:
                 )
             else:
                 ids[i] = got
+        self._keys.catch_up()
 
     def _new_key(self, key: int) -> None:
         st = self._state

@@ -3,12 +3,18 @@
 A line is one JSON object: ``ts`` (RFC 3339 with any offset, or epoch seconds / milliseconds as a
 number), ``service``, optional ``level``, ``message``, ``project`` (default ``"default"``) and
 ``status`` (HTTP code). An event is an error when its level is one of :data:`ERROR_LEVELS` (any
-case) or its status is >= 500. Unknown fields are ignored.
+case) or its status is from 500 to 599. Unknown fields are ignored.
 
 Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_lines`` into
-``gc=False`` structs) and converting each field as a column. When a buffer holds a bad line, the
-decoder's error locates it; the good lines before it are decoded again and decoding resumes after
-it, so one bad line costs about one extra pass over the lines before it and loses nothing else.
+``gc=False`` structs) and converting each field as a column, with no Python code per line past
+taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and levels are
+packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy.
+
+When a buffer holds a bad line, it is split once into lines: lines that cannot be an object
+(not "{" ... "}", empty, too long) are looked at one by one, and the others are decoded in blocks
+of :data:`_BLOCK` lines. A bad line that only the decoder can tell is located from the decoder's
+error; the good lines before it in its block are decoded again and decoding resumes after it. So
+a bad line costs at most one block's decoding and loses nothing else.
 
 The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 """
@@ -194,7 +200,7 @@ class EventColumns:
                 projects = [p or DEFAULT_PROJECT for p in projects]
             if projects.count(projects[0]) == n:
                 project, projects = projects[0], None
-        # errors: level (cached per distinct spelling) or HTTP status >= 500
+        # errors: level (see error_flags) or HTTP status 5xx
         errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:
             errors |= _server_errors(statuses)

@@ -112,7 +112,7 @@ class KeyRegistry:
         """Key id of each row as far as the packed index knows it (-1: ask the dicts), or None
         when the column cannot be packed (see :mod:`detector.packing`). ``projects`` None
         means every row is in ``project``."""
-        self._catch_up()
+        self.catch_up()
         n = len(services)
         packed = pack(services, SERVICE_WORDS)
         if packed is None:
@@ -125,8 +125,9 @@ class KeyRegistry:
         codes = np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n)
         return self._index.find(Query(codes, packed))
 
-    def _catch_up(self) -> None:
-        """Put the keys allocated since the last lookup into the index."""
+    def catch_up(self) -> None:
+        """Put the keys allocated since the last call into the packed index (a batch of new keys
+        at once; :meth:`lookup` calls it too)."""
         if not self._unindexed:
             return
         ids = [k for k in sorted(set(self._unindexed)) if self.names[k] is not None]

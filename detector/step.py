@@ -11,9 +11,11 @@ Order matters and is the point of this module:
    has gone ``relearn_buckets`` without a normal bucket forgets its baseline and warms up again,
    which is how a permanent level shift is accepted within the baseline length.
 
-Most keys are quiet. Cheap necessary conditions over all keys (the gates, and a Gaussian bound
-that the deviance z never exceeds) pick the few candidates; the deviance statistics, the EWMA
-and every event field are computed for those only.
+Most keys are quiet. Cheap necessary conditions over all keys pick the few candidates (for
+errors: enough errors in the widest window; for volume collapse: a busy warm key), further gates
+(and a Gaussian bound that the deviance z never exceeds) run on those, and the deviance
+statistics, the EWMA and every event field are computed for the keys that pass. Keys that cannot
+alert get no score at all, which changes nothing: only scores at or above ``z_clear`` are used.
 """
 
 from __future__ import annotations
