@@ -140,7 +140,7 @@ class Detector:
         cfg = self.config
         seconds = batch.seconds
         keys = self._key_ids(batch)
-        buckets = seconds // cfg.bucket_seconds
+        buckets = seconds if cfg.bucket_seconds == 1 else seconds // cfg.bucket_seconds
         if self._fresh:  # new keys start their idle clock at this batch
             self._state.last_seen[self._fresh] = int(buckets.max())
             self._fresh.clear()

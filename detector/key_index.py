@@ -58,10 +58,19 @@ class Query:
     def __init__(self, code: I64 | int, services: Packed) -> None:
         """``code``: the project code of every row, or of each row (negative: unknown)."""
         self.words = services.words
+        lengths = services.lengths
+        if (
+            isinstance(code, int)
+            and 0 <= code < MAX_CODE
+            and len(lengths)
+            and int(lengths.max()) <= 8 * SERVICE_WORDS
+        ):
+            self.meta: U64 = (lengths | (code << 8)).astype(np.uint64)  # the common case
+            return
         codes = np.asarray(code, dtype=np.int64)
-        meta = (codes << 8) | services.lengths
+        meta = (codes << 8) | lengths
         bad = ~services.fits() | (codes < 0) | (codes >= MAX_CODE)
-        self.meta: U64 = np.where(bad, UNMATCHABLE, meta.astype(np.uint64))
+        self.meta = np.where(bad, UNMATCHABLE, meta.astype(np.uint64))
 
     def __len__(self) -> int:
         return len(self.meta)
