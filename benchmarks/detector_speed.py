@@ -7,14 +7,27 @@ For each key count the same JSON-lines bytes (1 MiB chunks, 1% errors, RFC 3339 
 
 * parse only: ``msgspec`` ``decode_lines`` into the detector's own line struct, chunk by chunk;
 * end to end: ``Detector.feed`` (decode, validate, bucket, close buckets, score, emit events),
-  on a detector that already knows every key (the first sight of a key is a one-off cost).
+  on a detector that already knows every key (the first sight of a key is a one-off cost) and
+  has already been fed the allowed lateness's worth of earlier lines, so that buckets close
+  during the timed run as they do in a steady stream: one bucket close over every key per
+  100,000 lines. The keys are not warmed up, so no alert is raised; the scoring of alerting
+  keys is in the bucket-close figures below.
+
+A further row does the same on the workload generator's realistic stream (``logwarden
+generate``'s default fleet of about 200 services: 0.2% bad lines of every kind, timestamps
+in RFC 3339 with four offsets and in epoch seconds and milliseconds, levels in many spellings,
+HTTP statuses, a few projects; the generator's preceding lines are fed first). Its parse-only
+decodes the same lines with the bad ones taken out beforehand (no decoder can do less with
+those bytes).
 
 Both run alternately ``--repeats`` times and are timed in CPU time of this process (on a shared
 machine, wall time also counts the time other processes hold the core); the best of each is
 reported as lines per second on one core, with their ratio.
-Then: the p99 time to close one bucket with 10,000 live keys (counts injected straight into the
-open buckets, 900 buckets, the first 660 as warm-up), beside the time of one numpy pass over the
-same keys as a yardstick (both in CPU time of the thread); and memory per key (tracemalloc over 100,000 keys).
+Then: the time to close one bucket with 10,000 live keys (counts injected straight into the
+open buckets, 900 buckets, the first 660 as warm-up), and with 100,000 keys (about one event per
+key and bucket, as in the 100,000-key row; 160 buckets, 100 as warm-up), beside the time of one
+numpy pass over the same keys as a yardstick (all in CPU time of the thread); and memory per key
+(tracemalloc over 100,000 keys).
 """
 
 from __future__ import annotations
@@ -28,8 +41,10 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from detector import Detector
+from detector import Detector, DetectorConfig
 from detector.ingest import LogLine
+from logwarden.workload import Workload
+from logwarden.workload.config import default_config
 
 T0 = 1_735_689_600
 CHUNK = 1 << 20
@@ -85,6 +100,8 @@ Job = tuple[Callable[[], object], Callable[[object], int]]
 
 
 def end_to_end(warm: list[bytes], chunks: list[bytes]) -> Job:
+    """Feed ``warm`` untimed, then ``chunks`` timed."""
+
     def prepare() -> Detector:
         det = Detector()
         for chunk in warm:
@@ -118,9 +135,12 @@ def warm_lines(keys: int) -> bytes:
 
 
 def throughput(lines: int, keys: int, repeats: int) -> tuple[float, float]:
-    warm = chunks_of(warm_lines(keys))
-    # timed data follows the warm-up second: its bucket closes during the timed run, like any other
-    data = make_lines(lines, keys, T0 + 1, seed=2)
+    lateness = int(DetectorConfig().allowed_lateness_seconds)
+    # every key, then the lines of the lateness window, then the timed lines: their watermark
+    # closes one bucket per RATE lines during the timed run, like any other
+    lead = make_lines(lateness * RATE, keys, T0 + 1, seed=1)
+    warm = chunks_of(warm_lines(keys)) + chunks_of(lead)
+    data = make_lines(lines, keys, T0 + 1 + lateness, seed=2)
     chunks = chunks_of(data)
     n = data.count(b"\n")
     parse: Job = (lambda: None, lambda _: parse_only(chunks))
@@ -128,12 +148,55 @@ def throughput(lines: int, keys: int, repeats: int) -> tuple[float, float]:
     return n / timings["parse"], n / timings["full"]
 
 
-def flush_times(keys: int, buckets: int = 900, warmup: int = 660) -> tuple[list[float], float]:
+def generator_stream(lines: int, lead: int) -> tuple[bytes, bytes, int]:
+    """(``lead`` lines, the next ``lines`` lines) of the default workload, and its service count."""
+    workload = Workload(default_config(seed=0))
+    parts: list[bytes] = []
+    total = 0
+    for chunk in workload.chunks():
+        parts.append(chunk.data)
+        total += chunk.lines
+        if total >= lead + lines:
+            break
+    data = b"".join(parts)
+    cuts = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    head, end = int(cuts[lead - 1]) + 1, int(cuts[lead + lines - 1]) + 1
+    return data[:head], data[head:end], len(workload.fleet)
+
+
+def good_lines(data: bytes) -> bytes:
+    """The lines of ``data`` that decode into the line struct (bad ones dropped)."""
+    decoder = msgspec.json.Decoder(LogLine)
+    good = []
+    for raw in data.split(b"\n"):
+        try:
+            decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            continue
+        good.append(raw)
+    return b"\n".join(good) + b"\n"
+
+
+def generator_throughput(lines: int, repeats: int) -> tuple[float, float, int, float]:
+    """(parse-only, end to end) lines/s on the generator's stream, its keys and bad-line share."""
+    lead, data, keys = generator_stream(lines, lead=lines // 4)
+    n = data.count(b"\n")
+    clean = good_lines(data)
+    bad = 1.0 - clean.count(b"\n") / n
+    chunks, clean_chunks = chunks_of(data), chunks_of(clean)
+    parse: Job = (lambda: None, lambda _: parse_only(clean_chunks))
+    timings = best_of(repeats, {"parse": parse, "full": end_to_end(chunks_of(lead), chunks)})
+    return n / timings["parse"], n / timings["full"], keys, bad
+
+
+def flush_times(
+    keys: int, buckets: int = 900, warmup: int = 660, volume: tuple[float, float] = (1, 20)
+) -> tuple[list[float], float]:
     det = Detector()
     det.feed(b"".join(b'{"ts":%d,"service":"svc-%d","level":"INFO"}\n' % (T0, k) for k in range(keys)))
     det.flush()
     rng = np.random.default_rng(3)
-    volume = rng.uniform(1, 20, keys)
+    mean_volume = rng.uniform(*volume, keys)
     ids = np.array([det._keys.by_pair[("default", f"svc-{k}")] for k in range(keys)], dtype=np.int64)
     times: list[float] = []
     original = det._close
@@ -147,7 +210,7 @@ def flush_times(keys: int, buckets: int = 900, warmup: int = 660) -> tuple[list[
     det._close = timed_close  # type: ignore[method-assign]
     start = T0 + 10
     for b in range(buckets):
-        rows = np.repeat(ids, rng.poisson(volume))
+        rows = np.repeat(ids, rng.poisson(mean_volume))
         errors = rng.random(len(rows)) < 0.01
         det._pending.add(np.full(len(rows), start + b, dtype=np.int64), rows, errors)
         det._raise_horizon(start + b + 1)
@@ -188,13 +251,22 @@ def main(argv: list[str] | None = None) -> int:
         ratio = full / parse
         ok &= full >= TARGET_LINES and ratio >= TARGET_RATIO
         print(f"{keys:>8} {parse:>20,.0f} {full:>20,.0f} {ratio:>7.2f}")
-    times, yard = flush_times(10_000)
-    p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
+    parse, full, keys, bad = generator_throughput(args.lines, args.repeats)
     print(
-        f"bucket close at 10,000 keys: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {max(times) * 1e3:.3f} ms "
-        f"(one numpy pass over 10,000 keys: {yard * 1e6:.1f} us; p99 = {p99 * 1e3 / (yard * 1e6):.0f} passes)"
+        f"{keys:>8} {parse:>20,.0f} {full:>20,.0f} {full / parse:>7.2f}  "
+        f"generator stream: {bad:.2%} bad lines, mixed timestamp formats (no target)"
     )
-    ok &= p99 <= TARGET_P99_MS
+    for keys, buckets, warmup, volume in ((10_000, 900, 660, (1.0, 20.0)), (100_000, 160, 100, (0.5, 1.5))):
+        times, yard = flush_times(keys, buckets, warmup, volume)
+        p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
+        passes = p99 * 1e3 / (yard * 1e6)
+        print(
+            f"bucket close at {keys:,} keys: p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
+            f"max {max(times) * 1e3:.3f} ms (one numpy pass over {keys:,} keys: {yard * 1e6:.1f} us; "
+            f"p99 = {passes:.0f} passes)"
+        )
+        if keys == 10_000:
+            ok &= p99 <= TARGET_P99_MS
     per_key = memory_per_key(100_000)
     det = Detector()
     print(

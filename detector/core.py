@@ -24,7 +24,7 @@ import numpy.typing as npt
 from detector.buckets import PendingBuckets
 from detector.config import DetectorConfig
 from detector.counters import DetectorStats, Reason, Rejections
-from detector.ingest import Batch, JsonLinesDecoder
+from detector.ingest import Batch, JsonLinesDecoder, count_newlines
 from detector.keys import KeyRegistry
 from detector.messages import MessageSamples
 from detector.models import AnomalyEvent, EventKind, Signal, fingerprint
@@ -91,7 +91,7 @@ class Detector:
 
     def _decode(self, buf: bytes, start: int, end: int) -> list[AnomalyEvent]:
         first = self._counts["lines"] + 1
-        newlines = buf.count(b"\n", start, end)
+        newlines = count_newlines(buf, start, end)
         self._counts["lines"] += newlines
         return self._ingest(self._json.decode(buf, first, start, end, newlines))
 
@@ -140,7 +140,7 @@ class Detector:
         cfg = self.config
         seconds = batch.seconds
         keys = self._key_ids(batch)
-        buckets = seconds // cfg.bucket_seconds
+        buckets = seconds if cfg.bucket_seconds == 1 else seconds // cfg.bucket_seconds
         if self._fresh:  # new keys start their idle clock at this batch
             self._state.last_seen[self._fresh] = int(buckets.max())
             self._fresh.clear()
@@ -200,21 +200,24 @@ class Detector:
         """Key id per row, -1 for rows refused (bad name, or ``max_keys`` reached)."""
         registry = self._keys
         n = len(batch)
-        try:  # the common case: every key is known
-            if batch.projects is None:
-                table = registry.by_project[batch.project]
-                return np.fromiter(map(table.__getitem__, batch.services), np.int64, n)
-            pairs = list(zip(batch.projects, batch.services, strict=True))
-            return np.fromiter(map(registry.by_pair.__getitem__, pairs), np.int64, n)
-        except KeyError:
-            pass
+        ids = registry.lookup(batch.projects, batch.project, batch.services)
+        if ids is None:  # a column the index cannot take: the dicts answer for every row
+            rows = np.arange(n)
+            ids = np.full(n, -1, dtype=np.int64)
+        else:
+            rows = np.flatnonzero(ids < 0)
+            if not len(rows):
+                return ids
+        # rows the index did not answer: names too long to pack, or keys not seen before
+        services = [batch.services[i] for i in rows.tolist()]
         if batch.projects is None:
             table = registry.by_project.get(batch.project, {})
-            ids = np.fromiter(map(table.get, batch.services, repeat(-1)), np.int64, n)
+            known = map(table.get, services, repeat(-1))
         else:
-            pairs = list(zip(batch.projects, batch.services, strict=True))
-            ids = np.fromiter(map(registry.by_pair.get, pairs, repeat(-1)), np.int64, n)
-        unknown = np.flatnonzero(ids < 0)
+            pairs = zip([batch.projects[i] for i in rows.tolist()], services, strict=True)
+            known = map(registry.by_pair.get, pairs, repeat(-1))
+        ids[rows] = np.fromiter(known, np.int64, len(rows))
+        unknown = rows[ids[rows] < 0]
         if len(unknown):
             self._resolve(batch, unknown, ids)
         return ids
@@ -245,6 +248,7 @@ class Detector:
                 )
             else:
                 ids[i] = got
+        self._keys.catch_up()
 
     def _new_key(self, key: int) -> None:
         st = self._state

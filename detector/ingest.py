@@ -3,12 +3,18 @@
 A line is one JSON object: ``ts`` (RFC 3339 with any offset, or epoch seconds / milliseconds as a
 number), ``service``, optional ``level``, ``message``, ``project`` (default ``"default"``) and
 ``status`` (HTTP code). An event is an error when its level is one of :data:`ERROR_LEVELS` (any
-case) or its status is >= 500. Unknown fields are ignored.
+case) or its status is from 500 to 599. Unknown fields are ignored.
 
 Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_lines`` into
-``gc=False`` structs) and converting each field as a column. When a buffer holds a bad line, the
-decoder's error locates it; the good lines before it are decoded again and decoding resumes after
-it, so one bad line costs about one extra pass over the lines before it and loses nothing else.
+``gc=False`` structs) and converting each field as a column, with no Python code per line past
+taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and levels are
+packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy.
+
+When a buffer holds a bad line, it is split once into lines: lines that cannot be an object
+(not "{" ... "}", empty, too long) are looked at one by one, and the others are decoded in blocks
+of :data:`_BLOCK` lines. A bad line that only the decoder can tell is located from the decoder's
+error; the good lines before it in its block are decoded again and decoding resumes after it. So
+a bad line costs at most one block's decoding and loses nothing else.
 
 The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 """
@@ -20,8 +26,8 @@ import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from typing import Any
+from itertools import compress
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -30,11 +36,15 @@ import numpy.typing as npt
 from detector import timestamps
 from detector.config import DetectorConfig
 from detector.counters import Reason, Rejections
+from detector.packing import pack
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emergency", "emerg"})
 """Levels (compared lower-cased) that make an event an error."""
 
 DEFAULT_PROJECT = "default"
+NO_STATUS = 0
+"""A line's status when it has none (not an HTTP status code; one int object, so a column of
+absent statuses is counted by pointer comparison)."""
 
 _TS_REASON = {
     timestamps.BAD: Reason.BAD_TIMESTAMP,
@@ -45,6 +55,25 @@ _NON_FINITE_TOKEN = re.compile(rb"(?<![\w\"])-?(?:NaN|Infinity|inf)(?![\w\"])")
 _RECORD_INDEX = re.compile(r"at `\$\[(\d+)\]")
 _BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
 _LEVEL_CACHE_LIMIT = 4096
+_BLOCK = 256
+"""Lines decoded at once in a buffer with bad lines: a bad line that only the decoder can tell
+(a wrong type, NaN, a bad byte inside a string) costs decoding the lines before it in its block
+again; a smaller block costs more decoder calls."""
+_LEVEL_WORDS = 2
+_LEVEL_PAD = 8 * _LEVEL_WORDS
+
+
+def _packed_levels(levels: list[str]) -> npt.NDArray[np.uint64]:
+    packed = pack(levels, _LEVEL_WORDS)
+    assert packed is not None
+    return packed.words
+
+
+_ERROR_WORDS = sorted(map(tuple, _packed_levels(sorted(ERROR_LEVELS)).tolist()))
+_ERROR_FIRST = np.array([w[0] for w in _ERROR_WORDS], dtype=np.uint64)
+"""First word of each error level packed as :func:`pack` packs a column, sorted (all differ)."""
+_ERROR_SECOND = np.array([w[1] for w in _ERROR_WORDS], dtype=np.uint64)
+"""Second word of the same (each error level fits in two words)."""
 
 
 class LogLine(msgspec.Struct, gc=False):
@@ -56,7 +85,8 @@ class LogLine(msgspec.Struct, gc=False):
     """null means no level, as if absent."""
     message: str | None = ""
     project: str = DEFAULT_PROJECT
-    status: int | None = None
+    status: int | None = NO_STATUS
+    """Absent is :data:`NO_STATUS`; null is None, as if absent."""
 
 
 @dataclass(slots=True)
@@ -105,16 +135,36 @@ class EventColumns:
         return hit
 
     def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
+        """Per row: is the level an error level (see :meth:`is_error_level`)."""
         n = len(levels)
-        try:
-            flags: npt.NDArray[np.bool_] = np.fromiter(map(self._levels.__getitem__, levels), np.bool_, n)
-            return flags
-        except KeyError:
-            codes = np.fromiter(map(self._levels.get, levels, repeat(2)), np.int8, n)
-        unknown = np.flatnonzero(codes == 2)
-        if len(unknown):
-            codes[unknown] = [self.is_error_level(levels[i]) for i in unknown.tolist()]
-        return np.asarray(codes == 1, dtype=np.bool_)
+        packed = pack(cast(list[str], levels), _LEVEL_WORDS)
+        if packed is None and levels.count(None):  # null levels: no level
+            levels = ["" if level is None else level for level in levels]
+            packed = pack(cast(list[str], levels), _LEVEL_WORDS)
+        if packed is None:  # a level with a newline in it: one by one
+            return np.fromiter(map(self.is_error_level, levels), np.bool_, n)
+        # Levels of printable ASCII without spaces need no strip and lower-case bytewise; only
+        # levels with other bytes (spaces, controls, non-ASCII) or too long to pack are looked at
+        # one by one. Every separator byte is "odd", so a clean column has exactly that many.
+        odd = (packed.raw - np.uint8(0x21)) > np.uint8(0x7E - 0x21)
+        plain: npt.NDArray[np.bool_] | None = None
+        if int(np.count_nonzero(odd)) != _LEVEL_PAD * n:
+            inside = np.arange(_LEVEL_PAD) < packed.lengths[:, None]
+            head = (packed.words.view(np.uint8).reshape(n, _LEVEL_PAD) - np.uint8(0x21)) > np.uint8(
+                0x7E - 0x21
+            )
+            plain = ~(head & inside).any(axis=1) & packed.fits()
+        letters = packed.words.view(np.uint8)
+        upper = (letters - np.uint8(65)) < np.uint8(26)
+        letters |= upper.view(np.uint8) << np.uint8(5)
+        first, second = packed.words[:, 0], packed.words[:, 1]
+        at = np.minimum(np.searchsorted(_ERROR_FIRST, first), len(_ERROR_FIRST) - 1)
+        flags: npt.NDArray[np.bool_] = (_ERROR_FIRST[at] == first) & (_ERROR_SECOND[at] == second)
+        if plain is not None:
+            flags &= plain
+            for i in np.flatnonzero(~plain).tolist():
+                flags[i] = self.is_error_level(levels[i])
+        return flags
 
     def build(
         self,
@@ -146,17 +196,14 @@ class EventColumns:
             valid &= ~empty
         project = DEFAULT_PROJECT
         if projects is not None:
-            project_set = set(projects)
-            if "" in project_set:
+            if "" in projects:
                 projects = [p or DEFAULT_PROJECT for p in projects]
-                project_set = set(projects)
-            if len(project_set) == 1:
+            if projects.count(projects[0]) == n:
                 project, projects = projects[0], None
-        # errors: level (cached per distinct spelling) or HTTP status >= 500
+        # errors: level (see error_flags) or HTTP status 5xx
         errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:
-            codes_5xx = [s is not None and s >= 500 and s < 600 for s in statuses]
-            errors |= np.array(codes_5xx, dtype=np.bool_)
+            errors |= _server_errors(statuses)
         if not valid.all():
             keep = valid.tolist()
             rows = np.flatnonzero(valid)
@@ -169,6 +216,16 @@ class EventColumns:
             return Batch(services, projects, project, seconds, errors, messages, where, rows)
         messages = [_clip(message_of(i), cfg.max_message_chars) for i in np.flatnonzero(errors).tolist()]
         return Batch(services, projects, project, seconds, errors, messages, where)
+
+
+def _server_errors(statuses: list[int | None]) -> npt.NDArray[np.bool_]:
+    """Per row: an HTTP status from 500 to 599 (None: no status)."""
+    try:
+        codes = np.fromiter(statuses, dtype=np.int64, count=len(statuses))
+    except (TypeError, OverflowError):  # a null status, or an integer beyond int64
+        return np.array([s is not None and 500 <= s < 600 for s in statuses], dtype=np.bool_)
+    flags: npt.NDArray[np.bool_] = (codes >= 500) & (codes < 600)
+    return flags
 
 
 def _clip(text: str, limit: int) -> str:
@@ -214,7 +271,7 @@ class JsonLinesDecoder:
         if end <= start:
             return Batch.empty()
         if newlines is None:
-            newlines = buf.count(b"\n", start, end)
+            newlines = count_newlines(buf, start, end)
         n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
         rows: list[LogLine] | None = None
         numbers: list[int] | None = None
@@ -237,7 +294,7 @@ class JsonLinesDecoder:
         if projects.count(DEFAULT_PROJECT) == len(rows):  # type: ignore[union-attr]
             projects = None
         statuses: list[int | None] | None = [r.status for r in rows]
-        if statuses.count(None) == len(rows):  # type: ignore[union-attr]
+        if statuses.count(NO_STATUS) == len(rows):  # type: ignore[union-attr]
             statuses = None
         return self.columns.build(
             [r.ts for r in rows],
@@ -252,6 +309,7 @@ class JsonLinesDecoder:
     # -- the careful path: some line in the buffer is bad -----------------------------------
 
     def _careful(self, buf: bytes, start: int, end: int, first_line: int) -> tuple[list[LogLine], list[int]]:
+        """Every line on its own where it looks wrong, the rest in blocks (see :data:`_BLOCK`)."""
         data = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
         newlines = np.flatnonzero(data == 10) + start
         starts = np.concatenate(([start], newlines + 1))
@@ -259,23 +317,34 @@ class JsonLinesDecoder:
         if starts[-1] == end:  # ends with a newline: no trailing line
             starts, ends = starts[:-1], ends[:-1]
         lengths = ends - starts
+        whole = np.frombuffer(buf, dtype=np.uint8)
+        head = whole[np.minimum(starts, len(buf) - 1)]
+        tail = whole[np.maximum(ends - 1, 0)]
+        crlf = (tail == 13) & (lengths > 1)
+        tail = np.where(crlf, whole[np.maximum(ends - 2, 0)], tail)
         too_long = lengths > self.config.max_line_bytes
-        head = np.frombuffer(buf, dtype=np.uint8)[np.minimum(starts, len(buf) - 1)]
         empty = (lengths == 0) | ((lengths == 1) & (head == 13))
+        # A line of this format is an object: one that does not start with "{" and end with "}"
+        # is bad, or at least odd (whitespace around it), and is looked at on its own.
+        odd = (head != 123) | (tail != 125) | (lengths < 2)
         self._lines = (buf, starts.tolist(), ends.tolist())
         self._first_line = first_line
         rows: list[LogLine] = []
         numbers: list[int] = []
-        bad = too_long | empty
-        for i in np.flatnonzero(bad).tolist():
-            reason = Reason.TOO_LONG if too_long[i] else Reason.EMPTY_LINE
-            self._reject(reason, i)
-        # decode each maximal run of lines that passed the cheap checks
-        good = np.flatnonzero(~bad)
-        if len(good):
-            breaks = np.flatnonzero(np.diff(good) != 1) + 1
-            for run in np.split(good, breaks):
-                self._decode_run(int(run[0]), int(run[-1]) + 1, rows, numbers)
+        # in line order: rejected and odd lines one by one, runs of the others in blocks
+        alone = np.flatnonzero(too_long | empty | odd)
+        edges = np.concatenate(([0], alone + 1))
+        for gap_start, i in zip(edges.tolist(), [*alone.tolist(), len(starts)], strict=True):
+            for a in range(gap_start, i, _BLOCK):
+                self._decode_block(a, min(a + _BLOCK, i), rows, numbers)
+            if i == len(starts):
+                break
+            if too_long[i]:
+                self._reject(Reason.TOO_LONG, i)
+            elif empty[i]:
+                self._reject(Reason.EMPTY_LINE, i)
+            else:
+                self._single(i, rows, numbers)
         self._lines = (b"", [], [])
         return rows, numbers
 
@@ -286,39 +355,30 @@ class JsonLinesDecoder:
     def _reject(self, reason: Reason, i: int) -> None:
         self.rejections.add(reason, f"line {self._first_line + i}", self._line(i))
 
-    def _decode_run(self, a: int, b: int, rows: list[LogLine], numbers: list[int]) -> None:
-        """Decode lines [a, b) into ``rows``; bad ones are located, rejected and skipped."""
+    def _decode_block(self, a: int, b: int, rows: list[LogLine], numbers: list[int]) -> None:
+        """Decode lines [a, b) into ``rows``. A bad line is located from the decoder's error:
+        the lines before it are decoded again (at most a block), then decoding goes on after it."""
         buf, starts, ends = self._lines
-        work = [(a, b)]
-        while work:
-            a, b = work.pop()
-            if a >= b:
-                continue
-            if b - a == 1:
-                self._single(a, rows, numbers)
-                continue
+        while a < b:
             segment = memoryview(buf)[starts[a] : ends[b - 1]]
             try:
                 decoded = self._decoder.decode_lines(segment)
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                 k = self._locate(exc, segment, a, b)
-                if k is not None and self._classify(self._line(k)) is not None:
-                    # the located line really is bad: good prefix, then the bad line, then the rest
-                    work.append((k + 1, b))
-                    work.append((k, k + 1))
-                    work.append((a, k))
-                else:
-                    mid = (a + b) // 2
-                    work.append((mid, b))
-                    work.append((a, mid))
+                if k is None or self._classify(self._line(k)) is None:
+                    break  # the error does not point at a bad line: line by line
+                if k > a:
+                    self._decode_block(a, k, rows, numbers)
+                self._single(k, rows, numbers)
+                a = k + 1
                 continue
-            if len(decoded) == b - a:
-                rows.extend(decoded)
-                numbers.extend(range(a, b))
-            else:  # a whitespace-only line or several values on one line: find it by halving
-                mid = (a + b) // 2
-                work.append((mid, b))
-                work.append((a, mid))
+            if len(decoded) != b - a:
+                break  # several values on one line: line by line
+            rows.extend(decoded)
+            numbers.extend(range(a, b))
+            return
+        for i in range(a, b):
+            self._single(i, rows, numbers)
 
     def _single(self, i: int, rows: list[LogLine], numbers: list[int]) -> None:
         line = self._line(i)
@@ -380,6 +440,14 @@ def validation_reason(message: str) -> Reason:
     if message.endswith(".ts`"):
         return Reason.BAD_TIMESTAMP
     return Reason.WRONG_TYPE
+
+
+def count_newlines(buf: bytes, start: int = 0, end: int | None = None) -> int:
+    """``buf.count(b"\\n", start, end)``, several times faster on large buffers."""
+    end = len(buf) if end is None else end
+    if end - start < 4096:
+        return buf.count(b"\n", start, end)
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start) == 10))
 
 
 def _has_long_line(buf: bytes, limit: int, start: int, end: int) -> bool:

@@ -2,18 +2,44 @@
 
 Ids are dense; an evicted key's id is reused, always the smallest free one first, so allocation
 depends only on which ids are live (a restored detector allocates exactly as the original).
+
+A whole column of names is looked up at once through :class:`~detector.key_index.KeyIndex`
+(:meth:`KeyRegistry.lookup`); the dicts answer for whatever the index cannot (new keys, names
+too long to pack) and are the source of truth. Projects get small codes for the index; a code is
+freed with the project's last key.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.key_index import SERVICE_WORDS, KeyIndex, Query
+from detector.packing import pack
+
+I64 = npt.NDArray[np.int64]
 
 
 class KeyRegistry:
-    """Two lookups for speed: per project a service dict, and a (project, service) dict."""
+    """Two lookups for speed: per project a service dict, and a (project, service) dict; and
+    the packed index over both for whole columns."""
 
-    __slots__ = ("_free", "by_pair", "by_project", "max_keys", "names", "used")
+    __slots__ = (
+        "_free",
+        "_free_codes",
+        "_index",
+        "_unindexed",
+        "by_pair",
+        "by_project",
+        "max_keys",
+        "names",
+        "project_codes",
+        "used",
+    )
 
     def __init__(self, max_keys: int) -> None:
         self.max_keys = max_keys
@@ -21,7 +47,13 @@ class KeyRegistry:
         self.by_pair: dict[tuple[str, str], int] = {}
         self.names: list[tuple[str, str] | None] = []
         """Id to (project, service); None for a free id."""
+        self.project_codes: dict[str, int] = {}
+        """Project to its code in the packed index (projects with live keys)."""
         self._free: list[int] = []
+        self._free_codes: list[int] = []
+        self._index = KeyIndex()
+        self._unindexed: list[int] = []
+        """Ids allocated since the index last caught up."""
         self.used = 0
         """One past the highest id ever handed out (the state columns in use)."""
 
@@ -39,11 +71,21 @@ class KeyRegistry:
             key = self.used
             self.used += 1
             self.names.append((project, service))
-        self.by_pair[(project, service)] = key
-        self.by_project.setdefault(project, {})[service] = key
+        self._add(key, project, service)
         return key
 
+    def _add(self, key: int, project: str, service: str) -> None:
+        self.by_pair[(project, service)] = key
+        services = self.by_project.get(project)
+        if services is None:
+            services = self.by_project[project] = {}
+            code = heapq.heappop(self._free_codes) if self._free_codes else len(self.project_codes)
+            self.project_codes[project] = code
+        services[service] = key
+        self._unindexed.append(key)
+
     def evict(self, keys: Iterable[int]) -> None:
+        gone = []
         for key in keys:
             name = self.names[key]
             if name is None:
@@ -54,11 +96,55 @@ class KeyRegistry:
             del services[service]
             if not services:
                 del self.by_project[project]
+                heapq.heappush(self._free_codes, self.project_codes.pop(project))
             self.names[key] = None
             heapq.heappush(self._free, key)
+            gone.append(key)
+        if gone:
+            self._index.remove(np.array(gone, dtype=np.int64))
 
     def live(self) -> list[int]:
         return [k for k, name in enumerate(self.names) if name is not None]
+
+    # -- whole columns ----------------------------------------------------------------------
+
+    def lookup(self, projects: list[str] | None, project: str, services: list[str]) -> I64 | None:
+        """Key id of each row as far as the packed index knows it (-1: ask the dicts), or None
+        when the column cannot be packed (see :mod:`detector.packing`). ``projects`` None
+        means every row is in ``project``."""
+        self.catch_up()
+        n = len(services)
+        packed = pack(services, SERVICE_WORDS)
+        if packed is None:
+            return None
+        if projects is None:
+            code = self.project_codes.get(project)
+            if code is None:
+                return np.full(n, -1, dtype=np.int64)
+            return self._index.find(Query(code, packed))
+        codes = np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n)
+        return self._index.find(Query(codes, packed))
+
+    def catch_up(self) -> None:
+        """Put the keys allocated since the last call into the packed index (a batch of new keys
+        at once; :meth:`lookup` calls it too)."""
+        if not self._unindexed:
+            return
+        ids = [k for k in sorted(set(self._unindexed)) if self.names[k] is not None]
+        self._unindexed.clear()
+        names = [name for k in ids if (name := self.names[k]) is not None]
+        services = [service for _, service in names]
+        packed = pack(services, SERVICE_WORDS)
+        if packed is None:  # a name with a newline or a lone surrogate: such names never pack
+            keep = [i for i, s in enumerate(services) if pack([s], SERVICE_WORDS) is not None]
+            ids = [ids[i] for i in keep]
+            names = [names[i] for i in keep]
+            packed = pack([services[i] for i in keep], SERVICE_WORDS)
+            assert packed is not None
+        codes = np.array([self.project_codes[p] for p, _ in names], dtype=np.int64)
+        self._index.insert(np.array(ids, dtype=np.int64), Query(codes, packed))
+
+    # -- snapshots --------------------------------------------------------------------------
 
     def to_state(self) -> list[list[str] | None]:
         return [list(name) if name is not None else None for name in self.names]
@@ -74,6 +160,5 @@ class KeyRegistry:
                 continue
             project, service = str(name[0]), str(name[1])
             registry.names.append((project, service))
-            registry.by_pair[(project, service)] = key
-            registry.by_project.setdefault(project, {})[service] = key
+            registry._add(key, project, service)
         return registry

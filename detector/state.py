@@ -189,7 +189,8 @@ class KeyState:
         pos = (t // cfg.slot_buckets) % cfg.baseline_slots
         u = self.group(t, used)
         if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
-            seen = self.win_n[:, u].any(axis=0)
+            # any event in the ring is an event in the widest window (one row, not the ring)
+            seen = self.wsum_n[-1, u] > 0
             np.putmask(self.last_seen[u], seen, t - 1)
         # the group is a strided view: work on compact copies, write back once
         old_n = self.ring_n[pos, u].astype(np.int64)

@@ -11,9 +11,11 @@ Order matters and is the point of this module:
    has gone ``relearn_buckets`` without a normal bucket forgets its baseline and warms up again,
    which is how a permanent level shift is accepted within the baseline length.
 
-Most keys are quiet. Cheap necessary conditions over all keys (the gates, and a Gaussian bound
-that the deviance z never exceeds) pick the few candidates; the deviance statistics, the EWMA
-and every event field are computed for those only.
+Most keys are quiet. Cheap necessary conditions over all keys pick the few candidates (for
+errors: enough errors in the widest window; for volume collapse: a busy warm key), further gates
+(and a Gaussian bound that the deviance z never exceeds) run on those, and the deviance
+statistics, the EWMA and every event field are computed for the keys that pass. Keys that cannot
+alert get no score at all, which changes nothing: only scores at or above ``z_clear`` are used.
 """
 
 from __future__ import annotations
@@ -83,11 +85,16 @@ class _Scored:
 
 @dataclass(slots=True)
 class _Baseline:
-    """Baseline sums of every key as they were before this bucket (whole numbers)."""
+    """Baseline sums of every key as they were before this bucket (whole numbers). Errors are
+    summed only where asked for: the error score looks at a few candidate keys."""
 
+    st: KeyState
     n: F64
-    e: F64
     k: F64
+
+    def e(self, keys: Keys | int) -> F64:
+        e: F64 = np.add(self.st.sum_e[keys], self.st.cur_e[keys], dtype=np.float64)
+        return e
 
 
 def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: bool = True) -> list[Verdict]:
@@ -100,17 +107,19 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
         np.minimum(e, n, out=e)
     width = cfg.windows[-1]
     for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
-        leave = (t - w) % width
         for sums, ring, new in ((st.wsum_n, st.win_n, n), (st.wsum_e, st.win_e, e)):
             row = sums[i, u]
-            np.subtract(row, ring[leave, u], out=row)
-            row += new
+            if w == 1:
+                row[...] = new
+            else:
+                np.subtract(row, ring[(t - w) % width, u], out=row)
+                row += new
     st.win_n[t % width, u] = n
     st.win_e[t % width, u] = e
 
     base = _Baseline(  # whole numbers, exact in float64
+        st,
         np.add(st.sum_n[u], st.cur_n[u], out=st.scratch("nb", np.float64)[u]),
-        np.add(st.sum_e[u], st.cur_e[u], out=st.scratch("eb", np.float64)[u]),
         np.add(st.sum_k[u], st.cur_k[u], out=st.scratch("kb", np.float64)[u]),
     )
     warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[u])
@@ -152,33 +161,45 @@ def _score_errors(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
     u = slice(0, used)
-    x = st.wsum_e[:, u]
-    v = st.wsum_n[:, u]
-    p = np.add(base.e, 0.5, out=st.scratch("p", np.float64)[u])
-    p /= np.add(base.n, 1.0, out=st.scratch("f1", np.float64)[u])
-    lam = np.multiply(v, p, out=st.scratch("lam", np.float64, True)[:, u])
-    np.maximum(lam, cfg.expected_floor, out=lam)
-    # Necessary for z >= z_clear, and selective: (x - lam)^2 >= z_clear^2 * phi * lam, because the
-    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the few
-    # keys that pass.
-    d = np.subtract(x, lam, out=st.scratch("d", np.float64, True)[:, u])
-    np.multiply(d, np.abs(d), out=d)
-    bound = np.multiply(lam, st.phi[u], out=st.scratch("work", np.float64, True)[:, u])
-    bound *= cfg.z_clear**2
-    gate = np.greater_equal(d, bound, out=st.scratch("gate", np.bool_, True)[:, u])
-    any_gate = np.any(gate, axis=0, out=st.scratch("any", np.bool_)[u])
-    any_gate &= warm
-    keys = np.flatnonzero(any_gate)
+    least = max(cfg.min_errors, 1)
+    # A window can only alert with at least `least` errors in it, and the widest window holds
+    # the most (windows are nested): one pass over every key picks the candidates.
+    enough = np.greater_equal(st.wsum_e[-1, u], least, out=st.scratch("any", np.bool_)[u])
+    enough &= warm
+    keys = np.flatnonzero(enough)
     if not len(keys):
         return _Scored.none()
-    xs = x[:, keys]
-    vs = v[:, keys]
-    ps = p[keys]
-    lams = lam[:, keys]
-    gates = gate[:, keys] & (xs >= max(cfg.min_errors, 1)) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
+    xs = np.take(st.wsum_e, keys, axis=1)
+    vs = np.take(st.wsum_n, keys, axis=1)
+    es = base.e(keys)
+    ps = es + 0.5
+    ps /= base.n[keys] + 1.0
+    lams = np.maximum(vs * ps, cfg.expected_floor)
+    # Selective and necessary for z >= z_clear: (x - lam)^2 >= z_clear^2 * phi * lam, because the
+    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the keys
+    # that pass.
+    d = xs - lams
+    d *= np.abs(d)
+    bound = lams * st.phi[keys]
+    bound *= cfg.z_clear**2
+    gates = d >= bound
+    keep = gates.any(axis=0)
+    if not keep.all():
+        keys, xs, vs, es, ps, lams, gates = (
+            keys[keep],
+            xs[:, keep],
+            vs[:, keep],
+            es[keep],
+            ps[keep],
+            lams[:, keep],
+            gates[:, keep],
+        )
+        if not len(keys):
+            return _Scored.none()
+    gates &= (xs >= least) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
     gates &= vs >= cfg.min_volume
     # the baseline rate is itself estimated: its variance adds (p v)^2 / errors, relative (p v) / errors
-    phi = st.phi[keys] * (1.0 + ps * vs / (base.e[keys] + 1.0))
+    phi = st.phi[keys] * (1.0 + ps * vs / (es + 1.0))
     z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
     crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
         xs >= cfg.critical_error_rate * vs
@@ -193,21 +214,32 @@ def _score_collapse(
     floor = np.multiply(base.k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[u])
     busy = np.greater_equal(base.n, floor, out=st.scratch("busy", np.bool_)[u])
     busy &= warm
-    # low in some window: volume * buckets <= ratio * baseline volume * window length
-    lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
-    np.multiply(base.n, cfg.collapse_ratio, out=floor)
     sizes = np.array(cfg.windows, dtype=np.float64)[:, None]
-    rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
-    low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
-    any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
-    any_low &= busy
-    keys = np.flatnonzero(any_low)
+    # low in some window: volume * buckets <= ratio * baseline volume * window length
+    if 4 * int(np.count_nonzero(busy)) < used:  # few busy keys: work on them alone
+        keys = np.flatnonzero(busy)
+        if not len(keys):
+            return _Scored.none()
+        lhs = np.take(st.wsum_n, keys, axis=1) * base.k[keys]
+        rhs = sizes * (base.n[keys] * cfg.collapse_ratio)
+        low = lhs <= rhs
+        keep = low.any(axis=0)
+        keys, low = keys[keep], low[:, keep]
+    else:
+        lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
+        np.multiply(base.n, cfg.collapse_ratio, out=floor)
+        rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
+        low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
+        any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
+        any_low &= busy
+        keys = np.flatnonzero(any_low)
+        low = low[:, keys]
     if not len(keys):
         return _Scored.none()
     mu = base.n[keys] / np.maximum(base.k[keys], 1)
     lam = mu * sizes
-    vs = st.wsum_n[:, keys]
-    z = np.where(low[:, keys], -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
+    vs = np.take(st.wsum_n, keys, axis=1)
+    z = np.where(low, -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
     return _Scored.best(keys, z, (vs == 0) & (z >= cfg.z_threshold))
 
 
@@ -240,7 +272,7 @@ class _Stats:
         )
 
     def p(self, key: int) -> float:
-        return (int(self.base.e[key]) + 0.5) / (int(self.base.n[key]) + 1.0)
+        return (int(self.base.e(key)) + 0.5) / (int(self.base.n[key]) + 1.0)
 
     def verdict(self, kind: EventKind, signal: Signal, key: int, severity: Severity, wi: int) -> Verdict:
         cfg, st = self.cfg, self.st
@@ -258,7 +290,7 @@ class _Stats:
         if signal is Signal.ERROR_RATE:
             p = self.p(key)
             lam = max(p * v, cfg.expected_floor)
-            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e[key]) + 1.0))
+            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e(key)) + 1.0))
             z = deviance_z1(float(x), lam, phi)
             observed = x / v if v else 0.0
             mean, std = p, math.sqrt(phi * lam) / max(v, 1)
@@ -342,8 +374,8 @@ def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdi
     """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
     u = slice(0, used)
     base = _Baseline(
+        st,
         (st.sum_n[u] + st.cur_n[u]).astype(np.float64),
-        (st.sum_e[u] + st.cur_e[u]).astype(np.float64),
         (st.sum_k[u] + st.cur_k[u]).astype(np.float64),
     )
     stats = _Stats(st.config, st, t, base)

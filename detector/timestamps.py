@@ -3,7 +3,9 @@
 Accepted: RFC 3339 strings with any offset (``Z``, ``+05:30``; a ``T``, ``t`` or space between
 date and time; a missing offset means UTC), and epoch numbers in seconds or, from 1e11 up,
 milliseconds. Strings of the common shape are parsed with numpy over the whole column (no Python
-datetime per event); anything else goes through :func:`datetime.fromisoformat`, row by row.
+datetime per event): the column is packed into fixed-width rows (:mod:`detector.packing`) and
+each width present is parsed at fixed positions. Anything else goes through
+:func:`datetime.fromisoformat`, row by row.
 
 Sub-second precision is dropped: buckets are whole seconds wide.
 """
@@ -17,6 +19,8 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from detector.packing import pack
 
 OK = 0
 BAD = 1
@@ -35,6 +39,9 @@ _ZERO = ord("0")
 
 _MIN_WIDTH = 19
 _MAX_WIDTH = 40
+_WORDS = _MAX_WIDTH // 8
+_PREFIX_LOW = np.uint64(2**24 - 1)
+"""Bytes 16 to 18 of a row's third word: the end of the 19-byte date and time prefix."""
 
 IntArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
@@ -52,10 +59,11 @@ def to_epoch_seconds(values: list[Any], low: float, high: float) -> tuple[IntArr
         return seconds, codes
     try:
         lined = "\n".join(values)
-    except TypeError:
+    except TypeError:  # numbers among the strings
         _mixed(values, seconds, codes)
     else:
-        _strings(values, seconds, codes, lined)
+        if not _uniform(values, lined, seconds, codes):
+            _strings(values, seconds, codes)
     bad_range = (codes == OK) & ((seconds < low) | (seconds > high))
     codes[bad_range] = ABSURD
     return seconds, codes
@@ -79,7 +87,7 @@ def _mixed(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
 
 def _numbers(values: list[Any], seconds: IntArray, codes: CodeArray) -> None:
     try:
-        if any(type(v) is bool for v in values):
+        if bool in set(map(type, values)):
             raise TypeError("booleans are not timestamps")
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -124,55 +132,80 @@ def text_to_seconds(text: str) -> tuple[int, int]:
         return 0, ABSURD
 
 
-def _strings(values: list[str], seconds: IntArray, codes: CodeArray, lined: str | None = None) -> None:
+def _uniform(values: list[str], lined: str, seconds: IntArray, codes: CodeArray) -> bool:
+    """The common case, cheapest: ASCII strings all of one width, joined by newlines in
+    ``lined``. False when the column is not like that."""
     n = len(values)
     width = len(values[0])
-    if _MIN_WIDTH <= width <= _MAX_WIDTH:
-        # one width for all: the joined length and newline count prove it (no value holds one)
-        lined = "\n".join(values) if lined is None else lined
-        if len(lined) == n * (width + 1) - 1 and lined.count("\n") == n - 1:
-            _fixed(values, lined, width, seconds, codes)
-            return
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    for w in np.unique(lengths).tolist():
-        rows = np.flatnonzero(lengths == w)
-        if not _MIN_WIDTH <= w <= _MAX_WIDTH:
-            _slow(values, rows, seconds, codes)
-            continue
-        group = [values[i] for i in rows.tolist()]
-        if "\n".join(group).count("\n") != len(group) - 1:
-            _slow(values, rows, seconds, codes)
-            continue
-        sub_s, sub_c = np.zeros(len(group), np.int64), np.zeros(len(group), np.uint8)
-        _fixed(group, "\n".join(group), w, sub_s, sub_c)
-        seconds[rows], codes[rows] = sub_s, sub_c
-
-
-def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: CodeArray) -> None:
-    """Strings all ``width`` long, joined by newlines in ``lined``.
-
-    Rows of one second share their first 19 bytes, so the calendar arithmetic runs once per
-    distinct second, not once per row. Rows that do not fit the common shapes go to
-    :func:`datetime.fromisoformat`, one by one.
-    """
-    n = len(values)
+    if not _MIN_WIDTH <= width <= _MAX_WIDTH or len(lined) != n * (width + 1) - 1:
+        return False
     try:
-        raw = np.frombuffer((lined + "\n").encode("ascii"), dtype=np.uint8)
+        buf = lined.encode("ascii")
     except UnicodeEncodeError:
+        return False
+    stride = width + 1
+    if int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == 10)) != n - 1:
+        return False  # the length only adds up by chance
+    m = np.ndarray((n, width), dtype=np.uint8, buffer=buf, strides=(stride, 1))
+    # compare each row's 19-byte prefix with the previous row's as three overlapping words
+    change = np.zeros(n, dtype=np.bool_)
+    change[0] = True
+    for at in (0, 8, 11):
+        word = np.ndarray((n,), dtype="<u8", buffer=buf, offset=at, strides=(stride,))
+        change[1:] |= word[1:] != word[:-1]
+    bad = _fixed(m, width, change, seconds)
+    if len(bad):
+        _slow(values, bad, seconds, codes)
+    return True
+
+
+def _strings(values: list[str], seconds: IntArray, codes: CodeArray) -> None:
+    """Strings of several widths: packed into rows of ``_WORDS`` words, each width parsed apart."""
+    n = len(values)
+    packed = pack(values, _WORDS)
+    if packed is None:  # a newline or a lone surrogate in some string
         _slow(values, np.arange(n), seconds, codes)
         return
-    m = raw.reshape(n, width + 1)[:, :width]
-    # compare each row's 19-byte prefix with the previous row's as three 8-byte words
-    words = np.zeros((n, 24), np.uint8)
-    words[:, :19] = m[:, :19]
-    w = words.view(np.uint64)
-    change = np.ones(n, dtype=np.bool_)
-    change[1:] = (w[1:, 0] != w[:-1, 0]) | (w[1:, 1] != w[:-1, 1]) | (w[1:, 2] != w[:-1, 2])
+    lengths = packed.lengths
+    present = np.bincount(np.minimum(lengths, _MAX_WIDTH + 1), minlength=_MAX_WIDTH + 2)
+    for width in np.flatnonzero(present).tolist():
+        rows = np.flatnonzero(lengths == width)
+        if not _MIN_WIDTH <= width <= _MAX_WIDTH:
+            _slow(values, rows, seconds, codes)
+            continue
+        words = packed.words[rows]
+        change = np.ones(len(rows), dtype=np.bool_)
+        change[1:] = words[1:, 0] != words[:-1, 0]
+        change[1:] |= words[1:, 1] != words[:-1, 1]
+        change[1:] |= ((words[1:, 2] ^ words[:-1, 2]) & _PREFIX_LOW) != 0
+        sub_s = np.empty(len(rows), np.int64)
+        bad = _fixed(words.view(np.uint8).reshape(len(rows), 8 * _WORDS), width, change, sub_s)
+        seconds[rows] = sub_s
+        if len(bad):
+            _slow(values, rows[bad], seconds, codes)
+
+
+def _fixed(
+    m: npt.NDArray[np.uint8], width: int, change: npt.NDArray[np.bool_], seconds: IntArray
+) -> npt.NDArray[np.intp]:
+    """Seconds of rows all ``width`` bytes long (row i is ``m[i, :width]``; ``change[i]``: its
+    first 19 bytes differ from row i - 1's). Returns the rows that do not fit the common shapes
+    (for :func:`datetime.fromisoformat`).
+
+    Rows of one second share their first 19 bytes, so the calendar arithmetic runs once per
+    distinct second, not once per row.
+    """
+    n = len(m)
     firsts = np.flatnonzero(change)
-    group = np.cumsum(change) - 1
-    base, base_ok = _prefixes(m[firsts])
-    ok = base_ok[group]
-    seconds[:] = base[group]
+    if len(firsts) == 1:  # one second for the whole column
+        base, base_ok = _prefixes(m[:1, :19])
+        ok = np.full(n, bool(base_ok[0]))
+        seconds[:] = base[0]
+    else:
+        group = np.cumsum(change) - 1
+        base, base_ok = _prefixes(m[firsts, :19])
+        ok = base_ok[group]
+        seconds[:] = base[group]
 
     last = m[:, width - 1]
     zulu = (last == 90) | (last == 122)
@@ -193,10 +226,11 @@ def _fixed(values: list[str], lined: str, width: int, seconds: IntArray, codes: 
         if end == 20:
             ok &= ~kind  # a lone "."
             continue
-        fraction = (m[:, 19] == 46) & ((m[:, 20:end] - _ZERO) < 10).all(axis=1)
+        fraction = m[:, 19] == 46
+        for col in range(20, end):  # column by column: a 2-D reduction over a few columns is slow
+            fraction &= (m[:, col] - _ZERO) < 10
         ok &= ~kind | fraction
-    if not ok.all():
-        _slow(values, np.flatnonzero(~ok), seconds, codes)
+    return np.flatnonzero(~ok)
 
 
 _PREFIX_CACHE: dict[bytes, int] = {}

@@ -127,6 +127,9 @@ def test_any_chunking_gives_the_same_result() -> None:
         ({"level": "info", "status": 500}, True),
         ({"level": "info", "status": 503}, True),
         ({"level": "info", "status": 499}, False),
+        ({"level": "info", "status": 599}, True),
+        ({"level": "info", "status": 600}, False),
+        ({"level": "info", "status": 10**30}, False),
         ({"level": "info", "status": None}, False),
         ({"level": None, "status": 502}, True),
         ({"level": None, "message": None}, False),
@@ -175,3 +178,32 @@ def test_project_is_optional_and_empty_means_default() -> None:
         + b"\n"
     )
     assert sorted(det._keys.by_pair) == [("default", "api"), ("shop", "api"), ("shop", "web")]
+
+
+def test_bad_lines_anywhere_in_a_long_buffer_cost_only_themselves() -> None:
+    """Bad lines at block edges, next to each other and at both ends: every good line is kept,
+    in order, with its own line number; every bad one is counted once under its reason."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = 1300
+    bad_at = sorted({0, 255, 256, 257, 511, 512, 700, 701, 702, n - 1, *rng.integers(0, n, 40).tolist()})
+    lines: list[bytes] = []
+    expected: dict[str, int] = {}
+    good: list[tuple[int, str]] = []
+    for i in range(n):
+        if i in bad_at:
+            reason, bad = BAD_LINES[int(rng.integers(len(BAD_LINES)))]
+            if reason in (Reason.NAME_TOO_LONG, Reason.TOO_LONG):  # judged after decoding or too big
+                reason, bad = Reason.MALFORMED_JSON, b"not json at all"
+            lines.append(bad)
+            expected[reason.value] = expected.get(reason.value, 0) + 1
+        else:
+            service = f"s{i % 7}"
+            lines.append(line(T0 + i // 100, service))
+            good.append((i + 1, service))
+    det = Detector()
+    batch = det._json.decode(b"\n".join(lines) + b"\n", 1)
+    assert batch.services == [service for _, service in good]
+    assert [batch.label(i) for i in range(len(batch))] == [f"line {number}" for number, _ in good]
+    assert det.stats().rejected == expected

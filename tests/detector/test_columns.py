@@ -1,0 +1,183 @@
+"""Whole-column fast paths agree with the one-value-at-a-time rules they replace.
+
+Packed strings, the packed key index, error levels and timestamp columns are each checked against
+the plain Python answer on arbitrary input (hypothesis, derandomised).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector import DetectorConfig
+from detector.counters import Rejections
+from detector.ingest import EventColumns
+from detector.key_index import SERVICE_WORDS, KeyIndex, Query
+from detector.keys import KeyRegistry
+from detector.packing import pack
+from detector.timestamps import OK, text_to_seconds, to_epoch_seconds
+
+SETTINGS = settings(max_examples=150, derandomize=True, deadline=None, database=None)
+
+# short names that differ in one byte, long ones, non-ASCII, NULs, newlines, surrogates
+names = st.one_of(
+    st.sampled_from(["a", "b", "api", "api\x00", "api ", "svc-1", "svc-10", "x" * 24, "x" * 25, "é" * 12]),
+    st.text(max_size=30),
+    st.text(alphabet="ab\x00\n", max_size=9),
+)
+
+
+@SETTINGS
+@given(strings=st.lists(names, max_size=40), words=st.integers(1, 4))
+def test_packed_words_hold_the_string_and_the_separator(strings: list[str], words: int) -> None:
+    packed = pack(strings, words)
+    try:
+        encoded = [s.encode() for s in strings]
+    except UnicodeEncodeError:
+        assert packed is None
+        return
+    if any("\n" in s for s in strings):
+        assert packed is None
+        return
+    assert packed is not None
+    pad = 8 * words
+    assert packed.lengths.tolist() == [len(e) for e in encoded]
+    for raw, row in zip(encoded, packed.words, strict=True):
+        expected = (raw + b"\n" + b"\0" * pad)[:pad]
+        assert row.tobytes() == expected
+
+
+@SETTINGS
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.sampled_from(["default", "p", "é"]), names),
+            st.tuples(st.just("evict"), st.integers(0, 40), st.just("")),
+        ),
+        max_size=80,
+    ),
+    probe=st.lists(st.tuples(st.sampled_from(["default", "p", "q"]), names), max_size=30),
+)
+def test_registry_lookup_answers_only_what_the_dicts_say(
+    steps: list[tuple[str, object, str]], probe: list[tuple[str, str]]
+) -> None:
+    registry = KeyRegistry(max_keys=30)
+    for op, a, b in steps:
+        if op == "add":
+            if (a, b) not in registry.by_pair:
+                registry.allocate(str(a), b)
+        else:
+            live = registry.live()
+            if live:
+                registry.evict([live[int(str(a)) % len(live)]])
+        # after each step, every known packable key is found and nothing else is
+        projects = [p for p, _ in probe] + [name[0] for name in registry.names if name is not None]
+        services = [s for _, s in probe] + [name[1] for name in registry.names if name is not None]
+        for rows in (projects, None):
+            project = "p" if rows is None else "default"
+            ids = registry.lookup(rows, project, services)
+            if ids is None:
+                assert any("\n" in s for s in services) or any(_unencodable(s) for s in services)
+                continue
+            for i, service in enumerate(services):
+                owner = rows[i] if rows is not None else project
+                expected = registry.by_pair.get((owner, service), -1)
+                assert ids[i] in (-1, expected)
+                if expected >= 0 and len(service.encode()) <= 8 * SERVICE_WORDS:
+                    assert ids[i] == expected  # a small registry never needs the probe limit
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def test_key_index_probes_past_collisions_and_stale_slots() -> None:
+    index = KeyIndex()
+    strings = [f"k{i}" for i in range(2000)]  # well over half the minimum table: rebuilds too
+    packed = pack(strings, SERVICE_WORDS)
+    assert packed is not None
+    ids = np.arange(2000, dtype=np.int64)
+    index.insert(ids, Query(0, packed))
+    assert index.find(Query(0, packed), probes=2000).tolist() == ids.tolist()
+    limited = index.find(Query(0, packed))  # the default probe limit leaves a few to the dicts
+    assert ((limited == ids) | (limited == -1)).all()
+    assert (limited == ids).mean() > 0.95
+    assert (index.find(Query(1, packed), probes=2000) == -1).all()  # another project
+    index.remove(ids[::2])
+    found = index.find(Query(0, packed), probes=2000)
+    assert (found[::2] == -1).all()
+    assert found[1::2].tolist() == ids[1::2].tolist()
+    # an evicted id reused by another key: stale slots of the old key must not answer for it
+    other = pack(["reused"], SERVICE_WORDS)
+    assert other is not None
+    index.insert(np.array([0]), Query(0, other))
+    assert index.find(Query(0, other), probes=2000).tolist() == [0]
+    assert index.find(Query(0, packed), probes=2000)[:2].tolist() == [-1, 1]
+
+
+LEVELS = [
+    "error", "ERROR", "Error", "err", "fatal", "CRITICAL", "crit", "alert", "emergency", "EMERG",
+    "warn", "info", " error ", "error\t", "errors", "emergencyy", "critica", "\u00a0Error", "ERRor\x1f",
+]  # fmt: skip
+
+
+@SETTINGS
+@given(levels=st.lists(st.one_of(st.none(), names, st.sampled_from(LEVELS)), max_size=40))
+def test_error_flags_match_the_per_level_rule(levels: list[str | None]) -> None:
+    columns = EventColumns(DetectorConfig(), Rejections(1))
+    reference = EventColumns(DetectorConfig(), Rejections(1))
+    expected = [bool(reference.is_error_level(level)) for level in levels]
+    assert columns.error_flags(levels).tolist() == expected
+
+
+@SETTINGS
+@given(
+    start=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2090, 1, 1)),
+    steps=st.lists(st.integers(0, 100_000), min_size=1, max_size=30),
+    offset_minutes=st.integers(-14 * 60, 14 * 60),
+    digits=st.sampled_from([0, 3, 6]),
+)
+def test_a_column_spanning_many_seconds_agrees_with_datetime(
+    start: datetime, steps: list[int], offset_minutes: int, digits: int
+) -> None:
+    tz = timezone(timedelta(minutes=offset_minutes))
+    moments = [
+        start.replace(tzinfo=tz) + timedelta(milliseconds=sum(steps[: i + 1])) for i in range(len(steps))
+    ]
+    spec = {0: "seconds", 3: "milliseconds", 6: "microseconds"}[digits]
+    texts = [m.isoformat(timespec=spec) for m in moments]
+    seconds, codes = to_epoch_seconds(texts, 0, 5e9)
+    assert codes.tolist() == [OK] * len(texts)
+    assert seconds.tolist() == [math.floor(m.timestamp()) for m in moments]
+    assert seconds.tolist() == [text_to_seconds(t)[0] for t in texts]
+    utc = [m.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z") for m in moments]
+    assert to_epoch_seconds(utc, 0, 5e9)[0].tolist() == seconds.tolist()
+    # several widths and number forms in one column, interleaved
+    mixed = [v for pair in zip(texts, utc, strict=True) for v in pair] + [utc[0][:19], texts[-1][:-1]]
+    got, codes = to_epoch_seconds(mixed, 0, 5e9)
+    expected = [text_to_seconds(t) for t in mixed]
+    assert got[codes == OK].tolist() == [sec for sec, code in expected if code == OK]
+    assert codes.tolist() == [code for _, code in expected]
+    numbers: list[object] = [*mixed, float(seconds[0]), int(seconds[0]) * 1000]
+    got, codes = to_epoch_seconds(numbers, 0, 5e9)
+    assert got[-2:].tolist() == [seconds[0], seconds[0]]
+    assert codes.tolist() == [code for _, code in expected] + [OK, OK]
+
+
+def test_free_project_codes_are_reused_smallest_first() -> None:
+    registry = KeyRegistry(max_keys=10)
+    for project in ("a", "b", "c"):
+        registry.allocate(project, "s")
+    registry.evict([registry.by_pair[("a", "s")], registry.by_pair[("b", "s")]])
+    registry.allocate("d", "s")
+    assert registry.project_codes == {"c": 2, "d": 0}
+    assert registry.lookup(None, "d", ["s"]).tolist() == [registry.by_pair[("d", "s")]]  # type: ignore[union-attr]
+    assert registry.lookup(None, "a", ["s"]).tolist() == [-1]  # type: ignore[union-attr]
