@@ -24,7 +24,7 @@ import numpy.typing as npt
 from detector.buckets import PendingBuckets
 from detector.config import DetectorConfig
 from detector.counters import DetectorStats, Reason, Rejections
-from detector.ingest import Batch, JsonLinesDecoder, count_newlines
+from detector.ingest import Batch, JsonLinesDecoder, line_shape
 from detector.keys import KeyRegistry
 from detector.messages import MessageSamples
 from detector.models import AnomalyEvent, EventKind, Signal, fingerprint
@@ -91,9 +91,9 @@ class Detector:
 
     def _decode(self, buf: bytes, start: int, end: int) -> list[AnomalyEvent]:
         first = self._counts["lines"] + 1
-        newlines = count_newlines(buf, start, end)
-        self._counts["lines"] += newlines
-        return self._ingest(self._json.decode(buf, first, start, end, newlines))
+        shape = line_shape(buf, start, end)
+        self._counts["lines"] += shape[0]
+        return self._ingest(self._json.decode(buf, first, start, end, shape))
 
     def feed_otlp(self, body: bytes, content_type: str) -> list[AnomalyEvent]:
         """Ingest one OTLP/HTTP logs request body (``application/x-protobuf`` or

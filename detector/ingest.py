@@ -262,20 +262,29 @@ class JsonLinesDecoder:
         self._first_line = 0
 
     def decode(
-        self, buf: bytes, first_line: int, start: int = 0, end: int | None = None, newlines: int | None = None
+        self,
+        buf: bytes,
+        first_line: int,
+        start: int = 0,
+        end: int | None = None,
+        shape: tuple[int, int] | None = None,
     ) -> Batch:
         """Decode the complete lines in ``buf[start:end]`` (the last may lack its newline)
         without copying them. Line numbers in rejection samples start at ``first_line``;
-        ``newlines`` (the count of b"\\n" in the range, when the caller has it) saves a pass."""
+        ``shape`` (:func:`line_shape` of the range, when the caller has it) saves a pass.
+
+        The whole range is decoded at once only when every line starts with ``{``: each line
+        then yields at least one value or fails, so as many values as lines means one per line.
+        (``decode_lines`` skips blank lines and accepts several values on one line, so an empty
+        line and a line holding two values would otherwise cancel out.)"""
         end = len(buf) if end is None else end
         if end <= start:
             return Batch.empty()
-        if newlines is None:
-            newlines = count_newlines(buf, start, end)
+        newlines, braces = line_shape(buf, start, end) if shape is None else shape
         n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
         rows: list[LogLine] | None = None
         numbers: list[int] | None = None
-        if not _has_long_line(buf, self.config.max_line_bytes, start, end):
+        if braces == n_lines and not _has_long_line(buf, self.config.max_line_bytes, start, end):
             try:
                 decoded = self._decoder.decode_lines(memoryview(buf)[start:end])
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -442,12 +451,17 @@ def validation_reason(message: str) -> Reason:
     return Reason.WRONG_TYPE
 
 
-def count_newlines(buf: bytes, start: int = 0, end: int | None = None) -> int:
-    """``buf.count(b"\\n", start, end)``, several times faster on large buffers."""
+def line_shape(buf: bytes, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """(newlines, lines starting with ``{``) in ``buf[start:end]``: two numpy passes, ~10 ns a line."""
     end = len(buf) if end is None else end
+    if end <= start:
+        return 0, 0
     if end - start < 4096:
-        return buf.count(b"\n", start, end)
-    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start) == 10))
+        return buf.count(b"\n", start, end), buf.count(b"\n{", start, end) + (buf[start] == 0x7B)
+    data = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
+    newline = data == 10
+    braces = int(np.count_nonzero(newline[:-1] & (data[1:] == 0x7B))) + int(data[0] == 0x7B)
+    return int(np.count_nonzero(newline)), braces
 
 
 def _has_long_line(buf: bytes, limit: int, start: int, end: int) -> bool:

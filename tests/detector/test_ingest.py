@@ -75,6 +75,25 @@ def test_every_reason_in_one_buffer_keeps_every_good_line() -> None:
     assert stats.lines_received == len(lines)
 
 
+@pytest.mark.parametrize("blank", [b"", b"   ", b"\r"], ids=["empty", "spaces", "cr"])
+def test_a_blank_line_and_a_line_of_two_values_do_not_cancel_out(blank: bytes) -> None:
+    """Decoding a whole buffer at once skips blank lines and accepts two values on one line;
+    one of each must still be two rejections, not two accepted events."""
+    det = Detector()
+    det.feed(b"\n".join([GOOD, blank, GOOD + b" " + GOOD, GOOD]) + b"\n")
+    stats = det.stats()
+    assert stats.rejected == {Reason.EMPTY_LINE.value: 1, Reason.MALFORMED_JSON.value: 1}
+    assert stats.events_accepted == 2
+    assert stats.lines_received == 4
+
+
+def test_an_indented_line_is_still_a_good_line() -> None:
+    det = Detector()
+    det.feed(b"\n".join([GOOD, b"  " + GOOD, b"\t" + GOOD]) + b"\n")
+    stats = det.stats()
+    assert (stats.events_accepted, stats.rejected) == (3, {})
+
+
 def test_samples_are_bounded_per_reason() -> None:
     det = Detector(DetectorConfig(rejection_samples=2))
     det.feed(b"garbage\n" * 50)
