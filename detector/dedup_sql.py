@@ -131,8 +131,9 @@ _LOCK = f"""
 fps AS MATERIALIZED (
     SELECT fp, bool_or(noop IS NULL) AS writes, bool_or(seen_incident IS NOT NULL) AS seen,
            bool_or(severity > 0) AS onsets, count(*) AS n,
-           min(ord) AS first_ord, min(severity) AS first_severity, min(latest) AS first_latest,
-           min(subject) AS subject
+           min(ord) AS first_ord, min(severity) AS first_severity,
+           min(latest) FILTER (WHERE noop IS NULL) AS first_latest,
+           min(subject) FILTER (WHERE noop IS NULL) AS subject
     FROM ev GROUP BY fp
 ),
 -- the latest version of each claim row that may change, locked in fingerprint order (so that
