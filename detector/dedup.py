@@ -174,9 +174,21 @@ class Dedup:
         if len(seen) >= _SEEN_MAX:
             seen.clear()
         for _ in range(_RACE_RETRIES):
-            extra = [_ordinals(params[0])] if sql is CLAIM_MANY else []
+            if sql is CLAIM_MANY:
+                fps, codes, latest, subjects = params
+                args: list[object] = [
+                    ",".join(fps),
+                    "".join([_DIGITS[c] for c in codes]),
+                    latest,
+                    subjects,
+                    cfg.window,
+                    cfg.repeat_interval,
+                    ",".join(map(str, _ordinals(fps))),
+                ]
+            else:
+                args = [*params, cfg.window, cfg.repeat_interval]
             with translated("claim"):
-                rows = await self._db.fetch(sql, *params, cfg.window, cfg.repeat_interval, *extra)
+                rows = await self._db.fetch(sql, *args)
             if len(rows) != len(pending):
                 raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
             retry: list[int] = []
@@ -205,6 +217,9 @@ class Dedup:
 
 
 _SEEN_MAX = 100_000
+_DIGITS = ("0", "1", "2")
+"""Severity codes as characters: CLAIM_MANY takes the fingerprints (hex digits), the codes and the
+positions as one text each (asyncpg type-checks every element of an array parameter)."""
 _MIN_WINDOW = 0.001
 """Below this window (seconds) a repeat may land outside it, so repeats are sent like any claim."""
 

@@ -30,10 +30,11 @@ warning, 2 critical, 0 a recovery); $3 the anomaly as JSON (NULL for a recovery)
 as a small JSON object (project, service, signal), or NULL where the caller has seen the
 fingerprint's incident already (a new incident then reads its subject from the anomaly JSON, a
 tenth as fast to parse); then $5 window seconds and $6 repeat interval seconds; CLAIM_MANY
-only: $7 each anomaly's position among the batch's anomalies for its
-fingerprint (1, 2, ...; computed by the caller, so the statement needs no window function).
-Fewer, simpler arrays are cheaper to encode in the client (measured: asyncpg type-checks every
-element of every array).
+only: $7 each anomaly's position among the batch's anomalies for its fingerprint (1, 2, ...;
+computed by the caller, so the statement needs no window function). In CLAIM_MANY $1, $2 and $7
+come as one text each (comma-separated hex fingerprints, one digit per code, comma-separated
+positions): asyncpg type-checks every element of an array parameter, so fewer, simpler arrays
+are cheaper to send.
 Output: one row per anomaly, in no particular order: ord (its 1-based position in the
 parameters), reason, incident_id, job_id, job_kind.
 """
@@ -280,7 +281,8 @@ WITH RECURSIVE
 ev AS MATERIALIZED (
     SELECT e.ord, e.fp COLLATE "C" AS fp, e.severity, e.latest, e.subject, e.k,
            c.incident_id AS seen_incident, {_SNAPSHOT_NOOP} AS noop
-    FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $7::int8[])
+    FROM unnest(string_to_array($1::text, ','), string_to_array($2::text, NULL)::int2[],
+                $3::text[], $4::text[], string_to_array($7::text, ',')::int8[])
          WITH ORDINALITY AS e (fp, severity, latest, subject, k, ord)
     -- a plain read of the snapshot; LIMIT keeps it a per-anomaly index probe whatever the plan
     LEFT JOIN LATERAL (
