@@ -13,6 +13,8 @@ failure is retryable; the caller decides).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -20,6 +22,7 @@ import numpy as np
 
 from detector.config import STRUCTURAL_FIELDS, DetectorConfig
 from detector.keys import KeyRegistry
+from detector.models import AnomalyEvent
 from detector.state import RAW_FIELDS
 
 if TYPE_CHECKING:
@@ -29,12 +32,13 @@ FORMAT = 1
 """Version of the snapshot layout; bump on any incompatible change."""
 
 SAVE_STATE = """
-INSERT INTO detector_state (processor_id, format, state, saved_at)
-VALUES ($1, $2, $3, now())
+INSERT INTO detector_state (processor_id, format, state, unclaimed, ongoing, saved_at)
+VALUES ($1, $2, $3, $4::json, $5::json, now())
 ON CONFLICT (processor_id) DO UPDATE
-SET format = EXCLUDED.format, state = EXCLUDED.state, saved_at = EXCLUDED.saved_at
+SET format = EXCLUDED.format, state = EXCLUDED.state, unclaimed = EXCLUDED.unclaimed,
+    ongoing = EXCLUDED.ongoing, saved_at = EXCLUDED.saved_at
 """
-LOAD_STATE = "SELECT format, state FROM detector_state WHERE processor_id = $1"
+LOAD_STATE = "SELECT format, state, unclaimed, ongoing FROM detector_state WHERE processor_id = $1"
 
 
 class SnapshotError(Exception):
@@ -128,18 +132,60 @@ async def save_state(db: Executor, processor_id: str, detector: Detector, *, tim
     return len(data)
 
 
-async def save_bytes(db: Executor, processor_id: str, data: bytes, *, timeout: float = 30.0) -> None:
-    """Store snapshot bytes taken earlier (e.g. on the detector's own thread) as ``processor_id``'s row."""
-    await db.execute(SAVE_STATE, processor_id, FORMAT, data, timeout=timeout)
+async def save_bytes(
+    db: Executor,
+    processor_id: str,
+    data: bytes,
+    *,
+    unclaimed: Sequence[AnomalyEvent] = (),
+    ongoing: Sequence[AnomalyEvent] = (),
+    timeout: float = 30.0,
+) -> None:
+    """Store snapshot bytes taken earlier (e.g. on the detector's own thread) as ``processor_id``'s
+    row, with the anomaly events taken at the same moment: those the detector had emitted but
+    nobody had claimed yet, and those still ongoing (see :class:`Checkpoint`)."""
+    await db.execute(
+        SAVE_STATE, processor_id, FORMAT, data, _events(unclaimed), _events(ongoing), timeout=timeout
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A processor's saved detector and the anomaly events saved with it."""
+
+    detector: Detector
+    unclaimed: list[AnomalyEvent]
+    """Emitted before the snapshot but not yet claimed: the restored detector will not emit them
+    again, so they must be claimed from here."""
+    ongoing: list[AnomalyEvent]
+    """The latest onset or escalation of each anomaly not yet recovered."""
+
+
+async def load_checkpoint(
+    db: Executor, processor_id: str, config: DetectorConfig | None = None, *, timeout: float = 30.0
+) -> Checkpoint | None:
+    """What was saved for ``processor_id``, or None when there is no row."""
+    row = await db.fetchrow(LOAD_STATE, processor_id, timeout=timeout)
+    if row is None:
+        return None
+    if row["format"] != FORMAT:
+        raise SnapshotError(f"stored snapshot format {row['format']} is not {FORMAT}")
+    detector = load(bytes(row["state"]), config)
+    try:
+        unclaimed = [AnomalyEvent.from_dict(d) for d in msgspec.json.decode(row["unclaimed"])]
+        ongoing = [AnomalyEvent.from_dict(d) for d in msgspec.json.decode(row["ongoing"])]
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"corrupt anomaly events saved with the snapshot: {exc!r}") from exc
+    return Checkpoint(detector, unclaimed, ongoing)
 
 
 async def load_state(
     db: Executor, processor_id: str, config: DetectorConfig | None = None, *, timeout: float = 30.0
 ) -> Detector | None:
     """The detector saved for ``processor_id``, or None when there is no row."""
-    row = await db.fetchrow(LOAD_STATE, processor_id, timeout=timeout)
-    if row is None:
-        return None
-    if row["format"] != FORMAT:
-        raise SnapshotError(f"stored snapshot format {row['format']} is not {FORMAT}")
-    return load(bytes(row["state"]), config)
+    checkpoint = await load_checkpoint(db, processor_id, config, timeout=timeout)
+    return None if checkpoint is None else checkpoint.detector
+
+
+def _events(events: Sequence[AnomalyEvent]) -> str:
+    return msgspec.json.encode([e.to_dict() for e in events]).decode()

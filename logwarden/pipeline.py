@@ -16,7 +16,9 @@ Stages, each bounded:
 
 A timer advances the detector with the processor clock so buckets close while input is idle,
 and snapshots the detector state to ``detector_state`` (also at shutdown) so a restarted
-processor resumes exactly where it stopped.
+processor resumes exactly where it stopped: with the snapshot go the anomaly events it emitted
+that were not claimed yet (claimed again on restore, so a crash loses none) and the ongoing
+anomalies (re-claimed periodically, so repeat pages continue across restarts).
 """
 
 from __future__ import annotations
@@ -103,6 +105,22 @@ class Pipeline:
         """Called with every anomaly event as it is emitted (the demo records them)."""
         self._ongoing: dict[str, AnomalyEvent] = {}
         """The latest onset/escalation per fingerprint whose recovery has not been seen."""
+        self._cut = asyncio.Lock()
+        """Held from a detector call until its events are in the backlog, and while a snapshot is
+        taken: a snapshot then always goes with exactly the events it has emitted."""
+
+    def restore(self, unclaimed: list[AnomalyEvent], ongoing: list[AnomalyEvent]) -> None:
+        """Take back the anomaly events saved with the detector's snapshot (see
+        ``snapshot.Checkpoint``): the unclaimed ones are queued for claiming again (claims are
+        idempotent: one claimed just before the crash comes back a duplicate), the ongoing ones
+        are re-claimed like any other."""
+        now = self.clock()
+        self._backlog.extend((event, now) for event in unclaimed)
+        for event in ongoing:
+            self._ongoing[event.fingerprint] = event
+        if unclaimed:
+            self._idle.clear()
+            self._backlog_changed.set()
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -134,10 +152,11 @@ class Pipeline:
                 events = run(self.detector)
                 return events, before, self.detector.stats()
 
-            events, before, after = await self._on_detector(work)
+            async with self._cut:
+                events, before, after = await self._on_detector(work)
+                self._emitted(events)
         finally:
             self._slots.release()
-        self._emitted(events)
         self._last_stats = after
         return _delta(before, after)
 
@@ -169,8 +188,9 @@ class Pipeline:
     async def advance(self) -> None:
         """Close buckets that the processor clock says are complete."""
         now = self.clock()
-        events = await self._on_detector(lambda: self.detector.advance(now))
-        self._emitted(events)
+        async with self._cut:
+            events = await self._on_detector(lambda: self.detector.advance(now))
+            self._emitted(events)
 
     def reclaim_ongoing(self) -> int:
         """Queue a fresh claim for every ongoing anomaly (as an onset of its current severity:
@@ -185,8 +205,9 @@ class Pipeline:
 
     async def flush(self) -> None:
         """End of input: close every open bucket."""
-        events = await self._on_detector(self.detector.flush)
-        self._emitted(events)
+        async with self._cut:
+            events = await self._on_detector(self.detector.flush)
+            self._emitted(events)
 
     def stats(self) -> DetectorStats | None:
         """The detector's counters as of the last ingest (cheap; for metrics)."""
@@ -277,9 +298,16 @@ class Pipeline:
                 await self.save_snapshot()
 
     async def save_snapshot(self) -> None:
+        """Save the detector's snapshot with the events it emitted that are not claimed yet (the
+        batch being claimed included) and the ongoing anomalies, all taken at one moment."""
         try:
-            data = await self._on_detector(self.detector.snapshot)
-            await snapshot.save_bytes(self.pool, self.config.processor_id, data)
+            async with self._cut:
+                data = await self._on_detector(self.detector.snapshot)
+                unclaimed = [event for event, _ in self._backlog]
+                ongoing = list(self._ongoing.values())
+            await snapshot.save_bytes(
+                self.pool, self.config.processor_id, data, unclaimed=unclaimed, ongoing=ongoing
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.warning("detector snapshot not saved", extra={"error": str(exc)})
             return

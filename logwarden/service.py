@@ -93,7 +93,8 @@ class Service:
             stack.push_async_callback(pool.close)
 
             det_config = detector_config(settings)
-            detector = await snapshot.load_state(pool, pid, det_config) or Detector(det_config)
+            checkpoint = await snapshot.load_checkpoint(pool, pid, det_config)
+            detector = Detector(det_config) if checkpoint is None else checkpoint.detector
             dedup_cfg = dedup_config(settings)
             dedup = Dedup(pool, dedup_cfg)
             incidents = Incidents(pool, dedup_cfg)
@@ -113,6 +114,8 @@ class Service:
                 ),
             )
             stack.callback(pipeline.close)
+            if checkpoint is not None:
+                pipeline.restore(checkpoint.unclaimed, checkpoint.ongoing)
             telemetry.bind_stats(pipeline.stats)
 
             router, sandbox = await _open_router(stack, settings, pool, sandbox_port)
