@@ -165,6 +165,13 @@ class Worker:
         self._tasks: set[asyncio.Task[Handled | None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New jobs may be due: lease now instead of at the end of the poll interval. The
+        processor's claimer calls this when its claims create jobs, so a page does not wait for
+        the poll; jobs made by other processors are found by polling."""
+        self._wake.set()
 
     @property
     def worker_id(self) -> str:
@@ -199,7 +206,7 @@ class Worker:
                 await self._pause(stop)
 
     async def _pause(self, stop: asyncio.Event | None) -> None:
-        waits = [asyncio.ensure_future(self._stopping.wait())]
+        waits = [asyncio.ensure_future(self._stopping.wait()), asyncio.ensure_future(self._wake.wait())]
         if stop is not None:
             waits.append(asyncio.ensure_future(stop.wait()))
         try:
@@ -207,6 +214,8 @@ class Worker:
         finally:
             for w in waits:
                 w.cancel()
+            # cleared after the wait, never before it: a wake that came while leasing is not lost
+            self._wake.clear()
 
     def _spawn(self, job: NotificationJob) -> asyncio.Task[Handled | None]:
         task = asyncio.create_task(self._process(job), name=f"notify-job-{job.id}")

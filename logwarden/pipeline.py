@@ -103,6 +103,8 @@ class Pipeline:
         self._last_stats: DetectorStats | None = None
         self.listeners: list[Callable[[AnomalyEvent], None]] = []
         """Called with every anomaly event as it is emitted (the demo records them)."""
+        self.job_listeners: list[Callable[[], None]] = []
+        """Called after a claim batch that created outbox jobs (the local worker's wake)."""
         self._ongoing: dict[str, AnomalyEvent] = {}
         """The latest onset/escalation per fingerprint whose recovery has not been seen."""
         self._cut = asyncio.Lock()
@@ -260,6 +262,9 @@ class Pipeline:
             for _ in batch:
                 self._backlog.popleft()
             done += len(batch)
+            if any(result.job_id is not None for result in results):
+                for wake in self.job_listeners:
+                    wake()
             self._backlog_changed.set()
         self._idle.set()
         return done

@@ -133,6 +133,7 @@ class Service:
                 events=telemetry,
                 options=handler_options(settings),
             )
+            pipeline.job_listeners.append(worker.wake)
 
             service = cls(
                 settings=settings,

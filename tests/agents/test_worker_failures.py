@@ -17,7 +17,7 @@ from agents.deliveries import DeliveryStore, Reservation
 from agents.job_handler import HandlerOptions
 from agents.job_run import Disposition
 from agents.policy_file import parse_policy
-from agents.worker import Handled, Worker
+from agents.worker import Handled, Worker, WorkerCounters
 from detector.dedup import DedupConfig
 from detector.models import JobStatus, NotificationJob
 from detector.outbox import Outbox
@@ -371,3 +371,53 @@ async def test_an_unexpected_error_is_retried_then_dead_lettered_not_lost(
     [job] = await worker.outbox.jobs(incident_id=made.incident_id)
     assert job.status is JobStatus.DEAD
     assert "job 1 failed unexpectedly" in caplog.text
+
+
+class Finished(WorkerCounters):
+    """Counters that also say when a job is done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = asyncio.Event()
+
+    def job_done(self, job_id: int, outcome: str) -> None:
+        super().job_done(job_id, outcome)
+        self.done.set()
+
+
+class Watched(Outbox):
+    """An outbox that says when a lease came back empty."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool, "worker-a", CONFIG)
+        self.idle = asyncio.Event()
+
+    async def lease(self, n: int, lease_for: float) -> list[NotificationJob]:
+        jobs = await super().lease(n, lease_for)
+        if not jobs:
+            self.idle.set()
+        return jobs
+
+
+async def test_a_wake_leases_new_jobs_without_waiting_for_the_poll(
+    pool: asyncpg.Pool, sandbox: SandboxServer
+) -> None:
+    events = Finished()
+    outbox = Watched(pool)
+    worker = make_worker(pool, sandbox, outbox=outbox, poll_interval=3600.0)
+    worker.events = events
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        with anyio.fail_after(30):
+            # nothing due: once this returns, the loop is in its hour-long pause
+            await outbox.idle.wait()
+            made = await claim(pool, "critical")
+            worker.wake()
+            await events.done.wait()
+        [job] = await worker.outbox.jobs(incident_id=made.incident_id)
+        assert job.status is JobStatus.DONE
+    finally:
+        stop.set()
+        with anyio.fail_after(30):
+            await running
