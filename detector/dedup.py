@@ -3,7 +3,8 @@
 ``Dedup(db, config).claim(anomaly)`` and ``claim_many(anomalies)`` return one
 :class:`ClaimResult` per anomaly, carrying a named :class:`ClaimReason`. The rules are written as
 a pure function in ``detector/dedup_rules.py`` (read its table); here they run inside **one SQL
-statement per call**, whatever the batch size, so that any number of processors agree:
+statement per call**, whatever the batch size (``claim`` may first ask a read-only one whether it
+would change anything: ``DedupConfig.precheck``), so that any number of processors agree:
 
 - The database clock only: every time is ``now()`` of the claiming transaction. Processor clocks
   and event times are never compared with anything (they are stored, in ``latest``, for people).
@@ -120,8 +121,9 @@ class Dedup:
         (see ``dedup_sql``'s parameters); bounded by clearing."""
 
     async def claim(self, anomaly: AnomalyEvent) -> ClaimResult:
-        """Claim one anomaly: one statement, one round trip (two when it loses the race to create
-        a brand-new fingerprint's claim row)."""
+        """Claim one anomaly. With the pre-check (the default) a plain read answers a duplicate in
+        one small round trip; a claim that writes then runs the claim statement (one more round
+        trip, two when it loses the race to create a brand-new fingerprint's claim row)."""
         fps, codes = _keys([anomaly])
         args = [col[0] for col in _columns([anomaly], fps, codes, [0], self._seen)]
         if self.config.precheck:
