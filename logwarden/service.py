@@ -200,7 +200,8 @@ class Service:
         try:
             async with asyncio.timeout(3):
                 await self.router.connections(self.policy.for_service("default", "*").owner)
-            checks["router"] = True
+            # the built-in router answers connections from its store; its MCP endpoint must be up too
+            checks["router"] = self.sandbox is None or self.sandbox.serving
         except Exception:  # any failure means "not ready"; the reason is in the router's logs
             log.debug("router readiness check failed", exc_info=True)
         return checks

@@ -134,6 +134,11 @@ class SandboxServer:
         return f"SandboxServer({where}, toolkits={self.toolkits})"
 
     @property
+    def serving(self) -> bool:
+        """Whether its HTTP server is running (started, not stopped, not crashed)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def app(self) -> ASGIApp:
         """The ASGI app (MCP at /tool_router/{session_id}/mcp, connect links, admin)."""
         return self._app.asgi

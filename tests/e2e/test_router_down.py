@@ -41,7 +41,9 @@ async def test_router_stopped_then_back_on_the_same_port(settings: Settings) -> 
             await open_incident(service)
             sandbox = sandbox_of(service)
             port = sandbox.port
+            assert (await service.readiness())["router"] is True
             await sandbox.stop()
+            assert (await service.readiness())["router"] is False
 
             for attempt in (1, 2):
                 [handled] = await service.worker.drain(max_rounds=1)
@@ -54,6 +56,7 @@ async def test_router_stopped_then_back_on_the_same_port(settings: Settings) -> 
 
             await sandbox.start()
             assert sandbox.port == port
+            assert (await service.readiness())["router"] is True
             await service.drain()
 
             [job] = await service.pool.fetch(JOBS)
