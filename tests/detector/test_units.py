@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from detector import DetectorConfig
 from detector.messages import mask, top_messages
+from detector.models import Signal, fingerprint
 from detector.scoring import deviance_z1, score
 from detector.timestamps import ABSURD, BAD, NON_FINITE, OK, to_epoch_seconds
 
@@ -101,3 +102,11 @@ def test_timestamp_codes() -> None:
     values = ["2025-01-01T00:00:00Z", "1999-12-31T23:59:59Z", float("nan"), True, "2025-02-29T00:00:00Z"]
     _, codes = to_epoch_seconds(values, 946684800, 4102444800)
     assert codes.tolist() == [OK, ABSURD, NON_FINITE, BAD, BAD]
+
+
+def test_fingerprints_never_change() -> None:
+    """Claim rows and incidents are keyed by fingerprint: a new value for an old subject would
+    open a second incident for it. These are the values the first release computed."""
+    assert fingerprint("shop", "checkout", Signal.ERROR_RATE) == "bb7bc165caa82267329c9c65ef4c87bd"
+    assert fingerprint("default", "api", Signal.VOLUME_COLLAPSE) == "bd93033057c67c5108c99dc7ad989be4"
+    assert fingerprint("shop", "checkout", "error_rate") == fingerprint("shop", "checkout", Signal.ERROR_RATE)
