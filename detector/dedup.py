@@ -199,17 +199,10 @@ class Dedup:
                 if reason == "retry":
                     retry.append(index)
                 else:
-                    named = _REASONS[reason]
                     fp = anomalies[index].fingerprint
                     if incident_id is not None:
                         seen[fp] = None
-                    results[index] = ClaimResult(
-                        named,
-                        fp,
-                        None if named is ClaimReason.NOTHING_OPEN else incident_id,
-                        job_id,
-                        None if job_kind is None else _KINDS[job_kind],
-                    )
+                    results[index] = _result(reason, incident_id, job_id, job_kind, fp)
             if not retry:
                 return cast("list[ClaimResult]", results)  # every slot is filled by now
             pending = sorted(retry)  # rows come in no order; a fingerprint's anomalies fold in order
@@ -291,8 +284,7 @@ def _keys(anomalies: Sequence[AnomalyEvent]) -> tuple[list[str], list[int]]:
             _validate(a, index)
         kind, code = a.kind, _SEVERITY.get(a.severity)
         if code is None or not (kind is onset or kind is escalation or kind is recovery):
-            _validate(a, index)  # raises
-            raise AssertionError("unreachable")  # pragma: no cover
+            raise InvalidAnomaly(f"anomaly #{index} has an invalid kind, signal or severity", index)
         fps.append(fp)
         codes.append(0 if kind is recovery else code)
     return fps, codes

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -116,11 +116,16 @@ class Pipeline:
         ``snapshot.Checkpoint``): the unclaimed ones are queued for claiming again (claims are
         idempotent: one claimed just before the crash comes back a duplicate), the ongoing ones
         are re-claimed like any other."""
-        now = self.clock()
-        self._backlog.extend((event, now) for event in unclaimed)
+        self._enqueue(unclaimed)
         for event in ongoing:
             self._ongoing[event.fingerprint] = event
-        if unclaimed:
+
+    def _enqueue(self, events: Iterable[AnomalyEvent], now: float | None = None) -> None:
+        """Queue events for the claimer, stamped ``now`` (default: the processor clock)."""
+        now = self.clock() if now is None else now
+        size = len(self._backlog)
+        self._backlog.extend((event, now) for event in events)
+        if len(self._backlog) > size:
             self._idle.clear()
             self._backlog_changed.set()
 
@@ -176,16 +181,13 @@ class Pipeline:
         now = self.clock()
         for event in events:
             self.telemetry.anomaly(event, now)
-            self._backlog.append((event, now))
             for listener in self.listeners:
                 listener(event)
             if event.kind is EventKind.RECOVERY:
                 self._ongoing.pop(event.fingerprint, None)
             else:
                 self._ongoing[event.fingerprint] = event
-        if events:
-            self._idle.clear()
-            self._backlog_changed.set()
+        self._enqueue(events, now)
 
     async def advance(self) -> None:
         """Close buckets that the processor clock says are complete."""
@@ -197,12 +199,7 @@ class Pipeline:
     def reclaim_ongoing(self) -> int:
         """Queue a fresh claim for every ongoing anomaly (as an onset of its current severity:
         the claim layer attaches it, or pages again once the repeat interval has passed)."""
-        now = self.clock()
-        for event in self._ongoing.values():
-            self._backlog.append((replace(event, kind=EventKind.ONSET), now))
-        if self._ongoing:
-            self._idle.clear()
-            self._backlog_changed.set()
+        self._enqueue(replace(event, kind=EventKind.ONSET) for event in self._ongoing.values())
         return len(self._ongoing)
 
     async def flush(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from detector import Detector
 from detector.dedup import Dedup
 from detector.models import EventKind
-from detector.snapshot import load_checkpoint
+from detector.snapshot import Checkpoint, load_checkpoint
 from logwarden.pipeline import Pipeline, PipelineConfig
 from logwarden.telemetry import Telemetry
 from tests.e2e.streams import BURST_SERVICE, incident
@@ -56,31 +56,30 @@ async def test_unclaimed_anomalies_survive_a_crash_after_the_snapshot(pool: asyn
         second.close()
 
 
-async def test_a_claimed_anomaly_is_not_saved_again(pool: asyncpg.Pool) -> None:
+async def checkpointed(pool: asyncpg.Pool, body: bytes, *, end_of_input: bool) -> Checkpoint:
+    """Run ``body`` through a pipeline, claim everything, save, and load what was saved."""
     p = pipeline(pool, Detector())
     try:
-        await p.ingest_lines(incident().until_burst_ends, wait=True)
+        await p.ingest_lines(body, wait=True)
+        if end_of_input:
+            await p.flush()
         await p.claim_pending()
         await p.save_snapshot()
     finally:
         p.close()
     checkpoint = await load_checkpoint(pool, PID)
     assert checkpoint is not None
+    return checkpoint
+
+
+async def test_a_claimed_anomaly_is_not_saved_again(pool: asyncpg.Pool) -> None:
+    checkpoint = await checkpointed(pool, incident().until_burst_ends, end_of_input=False)
     assert checkpoint.unclaimed == []
     assert [e.service for e in checkpoint.ongoing] == [BURST_SERVICE]
 
 
 async def test_a_recovered_anomaly_is_no_longer_ongoing(pool: asyncpg.Pool) -> None:
-    p = pipeline(pool, Detector())
-    try:
-        await p.ingest_lines(incident().whole, wait=True)
-        await p.flush()
-        await p.claim_pending()
-        await p.save_snapshot()
-    finally:
-        p.close()
-    checkpoint = await load_checkpoint(pool, PID)
-    assert checkpoint is not None
+    checkpoint = await checkpointed(pool, incident().whole, end_of_input=True)
     assert (checkpoint.unclaimed, checkpoint.ongoing) == ([], [])
     statuses = await pool.fetch("SELECT status FROM incidents")
     assert [r["status"] for r in statuses] == ["resolved"]
