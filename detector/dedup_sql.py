@@ -324,3 +324,17 @@ SELECT c.incident_id, {_SNAPSHOT_NOOP} AS reason
 FROM (SELECT $2::int2 AS severity) e
 LEFT JOIN incident_claims c ON c.fingerprint = $1
 """
+
+# The same for a batch ($1 fingerprints and $2 codes as one text each, as in CLAIM_MANY): one row
+# per anomaly, unordered, with its 1-based position. Nothing but fingerprints and codes is sent,
+# so a batch of duplicates costs a read of its claim rows; the anomalies of a fingerprint that may
+# write are then sent whole to CLAIM_MANY.
+PRECHECK_MANY = f"""
+SELECT e.ord, c.incident_id, {_SNAPSHOT_NOOP} AS reason
+FROM unnest(string_to_array($1::text, ','), string_to_array($2::text, NULL)::int2[])
+     WITH ORDINALITY AS e (fp, severity, ord)
+LEFT JOIN LATERAL (
+    SELECT c.incident_id, c.phase, c.severity, c.window_until
+    FROM incident_claims c WHERE c.fingerprint = e.fp COLLATE "C" LIMIT 1
+) c ON true
+"""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import asyncpg
 import pytest
 
 from detector.dedup import ClaimReason, Dedup, DedupConfig, _keys, _repeats
 from detector.dedup_errors import DedupStorageError, InvalidAnomaly
+from detector.dedup_sql import CLAIM_MANY, PRECHECK_MANY
 from detector.incidents import Incidents
 from detector.models import AnomalyEvent, JobKind, Severity, Signal
 from tests.detector.support import age_last_page, anomaly, expire_window, incidents_of, job_kinds, jobs_of
@@ -303,6 +305,71 @@ async def test_claim_many_answers_repeats_without_sending_them(pool: asyncpg.Poo
     assert ids[0] == ids[1] == ids[3] == ids[4] == ids[5] == ids[6]
     assert ids[2] == ids[7] == ids[8]
     assert ids[9] is ids[10] is None
+
+
+class _Recorder:
+    """A pool that records the statements a Dedup runs on it (and runs them)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        self.calls.append((sql, args))
+        return await self.pool.fetch(sql, *args)
+
+
+@pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "one-statement"])
+async def test_claim_many_precheck_sends_only_fingerprints_that_may_write(
+    pool: asyncpg.Pool, precheck: bool
+) -> None:
+    """With the pre-check, a fingerprint whose anomalies are all no-ops is answered from the
+    read and never sent to the claim statement; a fingerprint with any anomaly that writes is
+    sent whole (its no-ops too: they fold in order). Answers are the same either way."""
+    project = f"pre-{precheck}"
+    a, b, c, d = ({"project": project, "service": s} for s in "abcd")
+    recorder = _Recorder(pool)
+    dedup = Dedup(cast(asyncpg.Pool, recorder), DedupConfig(precheck=precheck))
+    opened = await dedup.claim_many([anomaly(**a), anomaly(**b), anomaly(**d)])
+    assert [r.reason for r in opened] == [R.NEW_INCIDENT] * 3
+    recorder.calls.clear()
+    batch = [
+        anomaly(**a),  # duplicate
+        anomaly("recovery", **b),  # resolves
+        anomaly(**c),  # new incident
+        anomaly(**a),  # a repeat: answered by the client
+        anomaly(**d),  # duplicate, then
+        anomaly("escalation", "critical", **d),  # escalates: d is sent whole
+        anomaly("recovery", project=project, service="never"),  # nothing open
+    ]
+    results = await dedup.claim_many(batch)
+    assert [r.reason for r in results] == [
+        R.DUPLICATE_IN_WINDOW,
+        R.RESOLVED,
+        R.NEW_INCIDENT,
+        R.DUPLICATE_IN_WINDOW,
+        R.DUPLICATE_IN_WINDOW,
+        R.ESCALATED,
+        R.NOTHING_OPEN,
+    ]
+    assert results[0].incident_id == results[3].incident_id == opened[0].incident_id
+    assert results[4].incident_id == results[5].incident_id == opened[2].incident_id
+    assert results[6].incident_id is None
+    fp = [x.fingerprint for x in batch]
+    claimed = [args for sql, args in recorder.calls if sql is CLAIM_MANY]
+    assert len(claimed) == 1
+    if precheck:
+        [(sql, read)] = recorder.calls[:1]
+        assert sql is PRECHECK_MANY
+        assert read[0] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
+        assert claimed[0][0] == ",".join(fp[i] for i in (1, 2, 4, 5))
+    else:
+        assert len(recorder.calls) == 1
+        assert claimed[0][0] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
+    # the incidents: a still open, b resolved, c opened, d escalated
+    assert [r["status"] for r in await incidents_of(pool, fp[0])] == ["open"]
+    assert [r["status"] for r in await incidents_of(pool, fp[1])] == ["resolved"]
+    assert [kind for kind, _ in await jobs_of(pool, fp[5])] == ["open", "escalate"]
 
 
 async def test_claim_many_sends_repeats_when_the_window_is_zero(pool: asyncpg.Pool) -> None:

@@ -173,10 +173,11 @@ async def _check_incident(pool: asyncpg.Pool, fp: str, model: Model, where: str)
         assert (latest["kind"], latest["severity"]) == model.latest[row["id"]], where
 
 
-async def test_large_batch_matches_the_rules_applied_one_by_one(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "one-statement"])
+async def test_large_batch_matches_the_rules_applied_one_by_one(pool: asyncpg.Pool, precheck: bool) -> None:
     """A 600-anomaly batch over 40 fingerprints, some of them with state already."""
     rng = random.Random(77)
-    dedup = Dedup(pool, CONFIG)
+    dedup = Dedup(pool, replace(CONFIG, precheck=precheck))
     subjects = [{"project": "big", "service": f"s{i}"} for i in range(40)]
     models = [Model() for _ in subjects]
     warmup = [(i, EventKind.ONSET, Severity.WARNING) for i in range(0, 40, 2)]
