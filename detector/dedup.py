@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -125,13 +124,7 @@ class Dedup:
         one small round trip; a claim that writes then runs the claim statement (one more round
         trip, two when it loses the race to create a brand-new fingerprint's claim row)."""
         fps, codes = _keys([anomaly])
-        args = [col[0] for col in _columns([anomaly], fps, codes, [0], self._seen)]
-        if self.config.precheck:
-            with translated("claim"):
-                seen = await self._db.fetchrow(PRECHECK, args[0], args[1])
-            if seen is not None and seen["reason"] is not None:
-                return _result(seen["reason"], seen["incident_id"], None, None, anomaly.fingerprint)
-        return (await self._claim(CLAIM_ONE, args, [anomaly]))[0]
+        return (await self._claim(CLAIM_ONE, [anomaly], fps, codes, [0]))[0]
 
     async def claim_many(self, anomalies: Sequence[AnomalyEvent]) -> list[ClaimResult]:
         """Claim a batch; results are in input order. Anomalies for the same fingerprint are
@@ -152,17 +145,7 @@ class Dedup:
             return []
         fps, codes = _keys(anomalies)
         sent, copy_of = _repeats(fps, codes, compress=self.config.window >= _MIN_WINDOW)
-        answered: dict[int, ClaimResult] = {}
-        if self.config.precheck:
-            answered, sent = await self._precheck(fps, codes, sent)
-        results: list[ClaimResult] = []
-        if sent:
-            columns = _columns(anomalies, fps, codes, sent, self._seen)
-            results = await self._claim(CLAIM_MANY, columns, [anomalies[i] for i in sent])
-        if not copy_of and not answered:
-            return results
-        by_index = answered
-        by_index.update(zip(sent, results, strict=True))
+        by_index = await self._claim(CLAIM_MANY, anomalies, fps, codes, sent)
         out: list[ClaimResult] = []
         for index in range(len(anomalies)):
             result = by_index.get(index)
@@ -175,85 +158,109 @@ class Dedup:
             out.append(result)
         return out
 
-    async def _precheck(
-        self, fps: list[str], codes: list[int], sent: list[int]
-    ) -> tuple[dict[int, ClaimResult], list[int]]:
-        """Answer from a plain read the anomalies (of those at ``sent``) whose fingerprint has
-        only no-op anomalies; return those answers by index, and the indices left to claim."""
+    async def _claim(
+        self,
+        sql: str,
+        anomalies: Sequence[AnomalyEvent],
+        fps: list[str],
+        codes: list[int],
+        indices: list[int],
+    ) -> dict[int, ClaimResult]:
+        """Claim the anomalies at ``indices`` with ``sql`` (CLAIM_ONE for one, else CLAIM_MANY),
+        after the pre-check when it is on; anomalies that come back as ``retry`` (another claimer
+        created their claim row meanwhile) go round again, pre-check first: they are normally
+        duplicates of that claim now."""
         own_transaction(self._db)
+        if len(self._seen) >= _SEEN_MAX:
+            self._seen.clear()
+        results: dict[int, ClaimResult] = {}
+        pending = indices
+        for _ in range(_RACE_RETRIES):
+            if self.config.precheck:
+                pending = await self._precheck(sql, fps, codes, pending, results)
+                if not pending:
+                    return results
+            pending = await self._statement(sql, anomalies, fps, codes, pending, results)
+            if not pending:
+                return results
+        raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
+
+    async def _precheck(
+        self, sql: str, fps: list[str], codes: list[int], pending: list[int], results: dict[int, ClaimResult]
+    ) -> list[int]:
+        """Answer from a plain read the anomalies at ``pending`` whose fingerprint has only no-op
+        anomalies (into ``results``); return the indices left to claim, in order."""
         with translated("claim"):
-            rows = await self._db.fetch(
-                PRECHECK_MANY, ",".join([fps[i] for i in sent]), "".join([_DIGITS[codes[i]] for i in sent])
-            )
-        if len(rows) != len(sent):
-            raise DedupStorageError(f"claim: {len(rows)} answers for {len(sent)} anomalies")
+            if sql is CLAIM_ONE:
+                [index] = pending
+                rows = await self._db.fetch(PRECHECK, fps[index], codes[index])
+            else:
+                rows = await self._db.fetch(
+                    PRECHECK_MANY,
+                    ",".join([fps[i] for i in pending]),
+                    "".join([_DIGITS[codes[i]] for i in pending]),
+                )
+        if len(rows) != len(pending):
+            raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
         writes: set[str] = set()
         noops: list[tuple[int, str, int | None]] = []
         for ord_, incident_id, reason in rows:
-            index = sent[ord_ - 1]
+            index = pending[ord_ - 1]
             if reason is None:
                 writes.add(fps[index])
             else:
                 noops.append((index, reason, incident_id))
-        answered: dict[int, ClaimResult] = {}
         seen = self._seen
         for index, reason, incident_id in noops:
             fp = fps[index]
             if fp not in writes:
-                answered[index] = _result(reason, incident_id, None, None, fp)
+                results[index] = _result(reason, incident_id, None, None, fp)
                 if incident_id is not None:
                     seen[fp] = None
-        if not writes:
-            return answered, []
-        return answered, [i for i in sent if fps[i] in writes]
+        return [i for i in pending if fps[i] in writes] if writes else []
 
-    async def _claim(
-        self, sql: str, columns: list[Any], anomalies: Sequence[AnomalyEvent]
-    ) -> list[ClaimResult]:
-        """Run ``sql`` (CLAIM_ONE with scalar ``columns``, CLAIM_MANY with one list per column),
-        again for the anomalies that came back as ``retry``, until every anomaly has a result."""
-        own_transaction(self._db)
-        results: list[ClaimResult | None] = [None] * len(anomalies)
-        pending: Sequence[int] = range(len(anomalies))
-        params = columns
+    async def _statement(
+        self,
+        sql: str,
+        anomalies: Sequence[AnomalyEvent],
+        fps: list[str],
+        codes: list[int],
+        pending: list[int],
+        results: dict[int, ClaimResult],
+    ) -> list[int]:
+        """Run the claim statement once for the anomalies at ``pending`` (answers into
+        ``results``); return the indices that came back as ``retry``, in order."""
+        fp_col, code_col, latest, subjects = _columns(anomalies, fps, codes, pending, self._seen)
         cfg = self.config
+        args: list[object]
+        if sql is CLAIM_MANY:
+            args = [
+                ",".join(fp_col),
+                "".join([_DIGITS[c] for c in code_col]),
+                latest,
+                subjects,
+                cfg.window,
+                cfg.repeat_interval,
+                ",".join(map(str, _ordinals(fp_col))),
+            ]
+        else:
+            args = [fp_col[0], code_col[0], latest[0], subjects[0], cfg.window, cfg.repeat_interval]
+        with translated("claim"):
+            rows = await self._db.fetch(sql, *args)
+        if len(rows) != len(pending):
+            raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
+        retry: list[int] = []
         seen = self._seen
-        if len(seen) >= _SEEN_MAX:
-            seen.clear()
-        for _ in range(_RACE_RETRIES):
-            if sql is CLAIM_MANY:
-                fps, codes, latest, subjects = params
-                args: list[object] = [
-                    ",".join(fps),
-                    "".join([_DIGITS[c] for c in codes]),
-                    latest,
-                    subjects,
-                    cfg.window,
-                    cfg.repeat_interval,
-                    ",".join(map(str, _ordinals(fps))),
-                ]
+        for ord_, reason, incident_id, job_id, job_kind in rows:
+            index = pending[ord_ - 1]
+            if reason == "retry":
+                retry.append(index)
             else:
-                args = [*params, cfg.window, cfg.repeat_interval]
-            with translated("claim"):
-                rows = await self._db.fetch(sql, *args)
-            if len(rows) != len(pending):
-                raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
-            retry: list[int] = []
-            for ord_, reason, incident_id, job_id, job_kind in rows:
-                index = pending[ord_ - 1]
-                if reason == "retry":
-                    retry.append(index)
-                else:
-                    fp = anomalies[index].fingerprint
-                    if incident_id is not None:
-                        seen[fp] = None
-                    results[index] = _result(reason, incident_id, job_id, job_kind, fp)
-            if not retry:
-                return cast("list[ClaimResult]", results)  # every slot is filled by now
-            pending = sorted(retry)  # rows come in no order; a fingerprint's anomalies fold in order
-            if sql is CLAIM_MANY:
-                params = [[col[i] for i in pending] for col in columns]
-        raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
+                fp = fps[index]
+                if incident_id is not None:
+                    seen[fp] = None
+                results[index] = _result(reason, incident_id, job_id, job_kind, fp)
+        return sorted(retry)  # rows come in no order; a fingerprint's anomalies fold in order
 
 
 _SEEN_MAX = 100_000
@@ -282,7 +289,7 @@ def _repeats(fps: list[str], codes: list[int], *, compress: bool) -> tuple[list[
     return sent, copy_of
 
 
-def _ordinals(fps: list[object]) -> list[int]:
+def _ordinals(fps: Sequence[object]) -> list[int]:
     """For each anomaly, its position (1, 2, ...) among the batch's anomalies for its fingerprint:
     the order in which the claim statement folds them."""
     seen: dict[object, int] = {}
@@ -341,16 +348,16 @@ def _columns(
     codes: list[int],
     indices: Sequence[int],
     seen: dict[str, None],
-) -> list[list[object]]:
+) -> tuple[list[str], list[int], list[str | None], list[str | None]]:
     """The claim statements' argument arrays for the anomalies at ``indices``: fingerprint,
     severity code, the anomaly as JSON and its subject as JSON (see ``detector/dedup_sql.py``).
     Only anomalies that are sent are encoded, and the subject only for fingerprints not ``seen``."""
-    return [
+    return (
         [fps[i] for i in indices],
         [codes[i] for i in indices],
         [_latest_json(anomalies[i]) if codes[i] else None for i in indices],
         [None if fps[i] in seen else _subject_json(anomalies[i]) for i in indices],
-    ]
+    )
 
 
 def _subject_json(a: AnomalyEvent) -> str:

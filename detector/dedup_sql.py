@@ -317,10 +317,10 @@ ev AS MATERIALIZED (
 st ({_STEP_COLUMNS}) AS MATERIALIZED ({_STEP.format(source=_ONE, where="")}),
 {_WRITE}"""
 
-# The no-op answer for one anomaly from a plain read ($1 fingerprint, $2 severity code):
-# reason NULL means "this claim writes: run CLAIM_ONE".
+# The no-op answer for one anomaly from a plain read ($1 fingerprint, $2 severity code), as one
+# row (ord, incident_id, reason); reason NULL means "this claim writes: run CLAIM_ONE".
 PRECHECK = f"""
-SELECT c.incident_id, {_SNAPSHOT_NOOP} AS reason
+SELECT 1::bigint AS ord, c.incident_id, {_SNAPSHOT_NOOP} AS reason
 FROM (SELECT $2::int2 AS severity) e
 LEFT JOIN incident_claims c ON c.fingerprint = $1
 """

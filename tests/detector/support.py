@@ -7,6 +7,7 @@ UPDATE, which is exactly what the passage of time looks like to the database clo
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import asyncpg
 
@@ -125,3 +126,19 @@ async def assert_references_hold(db: Executor) -> None:
     migration 0007 would have checked, and a little more."""
     dangling = await db.fetch(DANGLING)
     assert [tuple(r) for r in dangling] == []
+
+
+class Recorder:
+    """A pool or connection that records the statements run through its ``fetch`` (and runs
+    them); everything else passes through."""
+
+    def __init__(self, db: Executor) -> None:
+        self.db = db
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        self.calls.append((sql, args))
+        return await self.db.fetch(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)

@@ -13,7 +13,15 @@ from detector.dedup_errors import DedupStorageError, InvalidAnomaly
 from detector.dedup_sql import CLAIM_MANY, PRECHECK_MANY
 from detector.incidents import Incidents
 from detector.models import AnomalyEvent, JobKind, Severity, Signal
-from tests.detector.support import age_last_page, anomaly, expire_window, incidents_of, job_kinds, jobs_of
+from tests.detector.support import (
+    Recorder,
+    age_last_page,
+    anomaly,
+    expire_window,
+    incidents_of,
+    job_kinds,
+    jobs_of,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -307,18 +315,6 @@ async def test_claim_many_answers_repeats_without_sending_them(pool: asyncpg.Poo
     assert ids[9] is ids[10] is None
 
 
-class _Recorder:
-    """A pool that records the statements a Dedup runs on it (and runs them)."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.calls: list[tuple[str, tuple[object, ...]]] = []
-
-    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        self.calls.append((sql, args))
-        return await self.pool.fetch(sql, *args)
-
-
 @pytest.mark.parametrize("precheck", [True, False], ids=["precheck", "one-statement"])
 async def test_claim_many_precheck_sends_only_fingerprints_that_may_write(
     pool: asyncpg.Pool, precheck: bool
@@ -328,7 +324,7 @@ async def test_claim_many_precheck_sends_only_fingerprints_that_may_write(
     sent whole (its no-ops too: they fold in order). Answers are the same either way."""
     project = f"pre-{precheck}"
     a, b, c, d = ({"project": project, "service": s} for s in "abcd")
-    recorder = _Recorder(pool)
+    recorder = Recorder(pool)
     dedup = Dedup(cast(asyncpg.Pool, recorder), DedupConfig(precheck=precheck))
     opened = await dedup.claim_many([anomaly(**a), anomaly(**b), anomaly(**d)])
     assert [r.reason for r in opened] == [R.NEW_INCIDENT] * 3

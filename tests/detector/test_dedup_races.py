@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import cast
 
 import anyio
 import asyncpg
 import pytest
 
-from detector.dedup import ClaimReason, Dedup
+from detector.dedup import ClaimReason, ClaimResult, Dedup, _keys, _latest_json
 from detector.dedup_errors import DedupUnavailable
+from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK, PRECHECK_MANY
 from detector.incidents import Incidents
-from tests.detector.support import anomaly, assert_references_hold, expire_window, incidents_of, jobs_of
+from tests.detector.support import (
+    Recorder,
+    anomaly,
+    assert_references_hold,
+    expire_window,
+    incidents_of,
+    jobs_of,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -139,6 +148,52 @@ async def test_connection_dropped_mid_claim_is_retryable_leaves_nothing_and_retr
     retry = await dedup.claim(anomaly("escalation", "critical"))
     assert retry.reason is R.ESCALATED
     assert await jobs_of(pool, fp) == [("open", "pending"), ("escalate", "pending")]
+
+
+@pytest.mark.parametrize("size", [1, 3], ids=["claim", "claim_many"])
+async def test_losing_the_race_to_create_a_claim_row_goes_round_again_through_the_precheck(
+    pool: asyncpg.Pool, database_url: str, size: int
+) -> None:
+    """Another claimer creates the fingerprint's claim row while our claim runs: ours waits for
+    its commit, writes nothing, and goes round again; the pre-check then answers it as a
+    duplicate of that incident, with no second claim statement."""
+    subjects = [{"service": f"lost-race-{size}-{i}"} for i in range(size)]
+    winner_anomalies = [anomaly(**s) for s in subjects]
+    blocker = await asyncpg.connect(database_url)
+    victim = await asyncpg.connect(database_url)
+    try:
+        # the winner's claim statement, run inside a transaction that stays open for now
+        blocker_tx = blocker.transaction()
+        await blocker_tx.start()
+        fps, codes = _keys(winner_anomalies)
+        await blocker.fetch(
+            CLAIM_MANY,
+            ",".join(fps),
+            "".join(str(c) for c in codes),
+            [_latest_json(a) for a in winner_anomalies],
+            [None] * size,
+            5.0,
+            3600.0,
+            ",".join("1" * size),
+        )
+        recorder = Recorder(victim)
+        dedup = Dedup(cast(asyncpg.Connection, recorder))
+        losing = [anomaly(**s) for s in subjects]
+        claim = asyncio.ensure_future(dedup.claim(losing[0]) if size == 1 else dedup.claim_many(losing))
+        await _wait_until_blocked(pool, victim.get_server_pid())
+        await blocker_tx.commit()
+        got = await claim
+        results = [got] if isinstance(got, ClaimResult) else got
+    finally:
+        await blocker.close()
+        await victim.close()
+    assert [r.reason for r in results] == [R.DUPLICATE_IN_WINDOW] * size
+    for a, r in zip(losing, results, strict=True):
+        [row] = await incidents_of(pool, a.fingerprint)
+        assert r.incident_id == row["id"]
+        assert await jobs_of(pool, a.fingerprint) == [("open", "pending")]
+    precheck, statement = (PRECHECK, CLAIM_ONE) if size == 1 else (PRECHECK_MANY, CLAIM_MANY)
+    assert [sql for sql, _ in recorder.calls] == [precheck, statement, precheck]
 
 
 async def test_overlapping_batches_in_opposite_orders_do_not_deadlock(pool: asyncpg.Pool) -> None:
