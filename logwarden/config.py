@@ -137,8 +137,8 @@ class Settings(BaseSettings):
     """Longest delay, in seconds, between retries of a notification job."""
 
     dedup_precheck: bool = True
-    """Answer single claims with a read-only statement first: duplicates cost one small round
-    trip, claims that write take two (see the README's dedup benchmark)."""
+    """Answer claims (single and batched) with a read-only statement first: duplicates cost one
+    small round trip, claims that write take two (see the README's dedup benchmark)."""
 
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     """Detector thresholds, one variable per field: ``LOGWARDEN_DETECTOR__<FIELD>`` (e.g.
