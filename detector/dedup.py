@@ -32,6 +32,7 @@ was written: drop that anomaly, count it, and claim the rest; ``DedupStorageErro
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -40,7 +41,7 @@ import msgspec
 
 from detector.dedup_errors import DedupStorageError, DedupUnavailable, InvalidAnomaly, translated
 from detector.dedup_rules import ClaimReason
-from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK, PRECHECK_MANY
+from detector.dedup_sql import CLAIM_MANY, CLAIM_NEW, CLAIM_ONE, PRECHECK, PRECHECK_MANY
 from detector.models import AnomalyEvent, EventKind, JobKind, Severity, Signal, fingerprint
 
 Executor = asyncpg.Pool | asyncpg.Connection
@@ -176,20 +177,26 @@ class Dedup:
         results: dict[int, ClaimResult] = {}
         pending = indices
         for _ in range(_RACE_RETRIES):
+            fresh: list[int] = []
             if self.config.precheck:
-                pending = await self._precheck(sql, fps, codes, pending, results)
-                if not pending:
-                    return results
-            pending = await self._statement(sql, anomalies, fps, codes, pending, results)
-            if not pending:
+                pending, fresh = await self._precheck(sql, fps, codes, pending, results)
+            retry: list[int] = []
+            if fresh:
+                retry += await self._statement(CLAIM_NEW, anomalies, fps, codes, fresh, results)
+            if pending:
+                retry += await self._statement(sql, anomalies, fps, codes, pending, results)
+            if not retry:
                 return results
+            pending = sorted(retry)
         raise DedupUnavailable(f"claim: {len(pending)} claims kept racing new claim rows; try again")
 
     async def _precheck(
         self, sql: str, fps: list[str], codes: list[int], pending: list[int], results: dict[int, ClaimResult]
-    ) -> list[int]:
+    ) -> tuple[list[int], list[int]]:
         """Answer from a plain read the anomalies at ``pending`` whose fingerprint has only no-op
-        anomalies (into ``results``); return the indices left to claim, in order."""
+        anomalies (into ``results``). Return the indices left to claim, in order, as two lists:
+        the anomalies that are alone in the batch for a fingerprint with no claim row yet (they
+        open new incidents: CLAIM_NEW), and the others."""
         with translated("claim"):
             if sql is CLAIM_ONE:
                 [index] = pending
@@ -203,11 +210,14 @@ class Dedup:
         if len(rows) != len(pending):
             raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
         writes: set[str] = set()
+        unclaimed: set[str] = set()  # fingerprints with an anomaly that writes and no claim row
         noops: list[tuple[int, str, int | None]] = []
         for ord_, incident_id, reason in rows:
             index = pending[ord_ - 1]
             if reason is None:
                 writes.add(fps[index])
+                if incident_id is None:
+                    unclaimed.add(fps[index])
             else:
                 noops.append((index, reason, incident_id))
         seen = self._seen
@@ -217,7 +227,16 @@ class Dedup:
                 results[index] = _result(reason, incident_id, None, None, fp)
                 if incident_id is not None:
                     seen[fp] = None
-        return [i for i in pending if fps[i] in writes] if writes else []
+        if not writes:
+            return [], []
+        claim = [i for i in pending if fps[i] in writes]
+        if not unclaimed:
+            return claim, []
+        alone = Counter([fps[i] for i in claim if fps[i] in unclaimed])
+        fresh = [i for i in claim if alone.get(fps[i]) == 1]
+        if not fresh:
+            return claim, []
+        return [i for i in claim if alone.get(fps[i]) != 1], fresh
 
     async def _statement(
         self,
@@ -233,7 +252,9 @@ class Dedup:
         fp_col, code_col, latest, subjects = _columns(anomalies, fps, codes, pending, self._seen)
         cfg = self.config
         args: list[object]
-        if sql is CLAIM_MANY:
+        if sql is CLAIM_NEW:
+            args = [",".join(fp_col), "".join([_DIGITS[c] for c in code_col]), latest, subjects, cfg.window]
+        elif sql is CLAIM_MANY:
             args = [
                 ",".join(fp_col),
                 "".join([_DIGITS[c] for c in code_col]),

@@ -1,6 +1,10 @@
 """The claim statements (used by ``detector/dedup.py``): ``dedup_rules`` in SQL, one statement each.
 
-Both statements have the same shape and share every fragment below:
+``PRECHECK`` / ``PRECHECK_MANY`` are the read-only pre-check: the no-op answers a snapshot read
+allows, from fingerprints and codes only. ``CLAIM_NEW`` opens new incidents for anomalies that
+the pre-check found alone in their batch for a fingerprint with no claim row: what the
+``new_incident`` step below writes, without the fold. Everything else goes to ``CLAIM_ONE`` /
+``CLAIM_MANY``, which have the same shape and share every fragment below:
 
 1. ``ev``: the anomalies, each with a *snapshot* read of its claim row and the no-op answer
    (``duplicate_in_window`` / ``nothing_open``) that read allows; a fingerprint whose anomalies
@@ -337,4 +341,48 @@ LEFT JOIN LATERAL (
     SELECT c.incident_id, c.phase, c.severity, c.window_until
     FROM incident_claims c WHERE c.fingerprint = e.fp COLLATE "C" LIMIT 1
 ) c ON true
+"""
+
+# New incidents for brand-new fingerprints: the anomalies ($1 fingerprints and $2 codes as one text
+# each, $3 the anomalies as JSON, $4 subjects or NULL, $5 window seconds) are onsets or
+# escalations, one per fingerprint, whose fingerprint had no claim row when the pre-check read
+# it. Each gets what CLAIM_MANY's new_incident step writes (a claim row, an open incident and its
+# open job) without the fold: nothing can be locked, cancelled or folded for a fingerprint with no
+# state. A claim row that another claimer created meanwhile wins: nothing is written for that
+# fingerprint and its anomaly comes back as ``retry``, as in CLAIM_MANY.
+# Output: as CLAIM_MANY's.
+CLAIM_NEW = """
+WITH
+ev AS MATERIALIZED (
+    SELECT e.ord, e.fp COLLATE "C" AS fp, e.severity, e.latest, e.subject,
+           nextval('incidents_id_seq') AS incident_id, nextval('notification_jobs_id_seq') AS job_id
+    FROM unnest(string_to_array($1::text, ','), string_to_array($2::text, NULL)::int2[],
+                $3::text[], $4::text[])
+         WITH ORDINALITY AS e (fp, severity, latest, subject, ord)
+),
+claims_i AS (
+    INSERT INTO incident_claims
+        (fingerprint, incident_id, phase, severity, acknowledged, window_until, paged_at, claims)
+    SELECT fp, incident_id, 'active', severity, false, now() + make_interval(secs => $5::float8),
+           now(), 1
+    FROM ev ORDER BY fp  -- the lock order of every claim statement
+    ON CONFLICT (fingerprint) DO NOTHING
+    RETURNING fingerprint
+),
+ok AS MATERIALIZED (SELECT * FROM ev WHERE fp IN (SELECT fingerprint FROM claims_i)),
+incidents_i AS (
+    INSERT INTO incidents (id, fingerprint, project, service, signal, status, severity, occurrences, latest)
+    SELECT o.incident_id, o.fp, a.project, a.service, a.signal, 'open', o.severity, 1, o.latest::json
+    FROM ok o
+    CROSS JOIN LATERAL json_to_record(COALESCE(o.subject, o.latest)::json)
+        AS a (project text, service text, signal text)
+    ORDER BY o.incident_id
+),
+jobs_w AS (
+    INSERT INTO notification_jobs (id, incident_id, kind, status, next_attempt_at)
+    SELECT job_id, incident_id, 'open', 'pending', now() FROM ok ORDER BY job_id
+)
+SELECT e.ord, CASE WHEN e.fp IN (SELECT fp FROM ok) THEN 'new_incident' ELSE 'retry' END,
+       e.incident_id, e.job_id, 'open'
+FROM ev e
 """

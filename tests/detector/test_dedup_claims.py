@@ -10,7 +10,7 @@ import pytest
 
 from detector.dedup import ClaimReason, Dedup, DedupConfig, _keys, _repeats
 from detector.dedup_errors import DedupStorageError, InvalidAnomaly
-from detector.dedup_sql import CLAIM_MANY, PRECHECK_MANY
+from detector.dedup_sql import CLAIM_MANY, CLAIM_NEW, PRECHECK_MANY
 from detector.incidents import Incidents
 from detector.models import AnomalyEvent, JobKind, Severity, Signal
 from tests.detector.support import (
@@ -321,7 +321,8 @@ async def test_claim_many_precheck_sends_only_fingerprints_that_may_write(
 ) -> None:
     """With the pre-check, a fingerprint whose anomalies are all no-ops is answered from the
     read and never sent to the claim statement; a fingerprint with any anomaly that writes is
-    sent whole (its no-ops too: they fold in order). Answers are the same either way."""
+    sent whole (its no-ops too: they fold in order), and a new fingerprint with one anomaly goes
+    to the new-incident statement. Answers are the same either way."""
     project = f"pre-{precheck}"
     a, b, c, d = ({"project": project, "service": s} for s in "abcd")
     recorder = Recorder(pool)
@@ -352,16 +353,17 @@ async def test_claim_many_precheck_sends_only_fingerprints_that_may_write(
     assert results[4].incident_id == results[5].incident_id == opened[2].incident_id
     assert results[6].incident_id is None
     fp = [x.fingerprint for x in batch]
-    claimed = [args for sql, args in recorder.calls if sql is CLAIM_MANY]
-    assert len(claimed) == 1
+    sent = {sql: args[0] for sql, args in recorder.calls}
     if precheck:
-        [(sql, read)] = recorder.calls[:1]
-        assert sql is PRECHECK_MANY
-        assert read[0] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
-        assert claimed[0][0] == ",".join(fp[i] for i in (1, 2, 4, 5))
+        # the read; c, new and alone for its fingerprint, opens its incident without the fold;
+        # b and d (whole) go to the claim statement
+        assert [sql for sql, _ in recorder.calls] == [PRECHECK_MANY, CLAIM_NEW, CLAIM_MANY]
+        assert sent[PRECHECK_MANY] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
+        assert sent[CLAIM_NEW] == fp[2]
+        assert sent[CLAIM_MANY] == ",".join(fp[i] for i in (1, 4, 5))
     else:
-        assert len(recorder.calls) == 1
-        assert claimed[0][0] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
+        assert [sql for sql, _ in recorder.calls] == [CLAIM_MANY]
+        assert sent[CLAIM_MANY] == ",".join(fp[i] for i in (0, 1, 2, 4, 5, 6))
     # the incidents: a still open, b resolved, c opened, d escalated
     assert [r["status"] for r in await incidents_of(pool, fp[0])] == ["open"]
     assert [r["status"] for r in await incidents_of(pool, fp[1])] == ["resolved"]

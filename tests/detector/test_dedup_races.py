@@ -12,7 +12,7 @@ import pytest
 
 from detector.dedup import ClaimReason, ClaimResult, Dedup, _keys, _latest_json
 from detector.dedup_errors import DedupUnavailable
-from detector.dedup_sql import CLAIM_MANY, CLAIM_ONE, PRECHECK, PRECHECK_MANY
+from detector.dedup_sql import CLAIM_MANY, CLAIM_NEW, PRECHECK, PRECHECK_MANY
 from detector.incidents import Incidents
 from tests.detector.support import (
     Recorder,
@@ -150,15 +150,22 @@ async def test_connection_dropped_mid_claim_is_retryable_leaves_nothing_and_retr
     assert await jobs_of(pool, fp) == [("open", "pending"), ("escalate", "pending")]
 
 
-@pytest.mark.parametrize("size", [1, 3], ids=["claim", "claim_many"])
+@pytest.mark.parametrize("shape", ["claim", "claim_many", "folded"])
 async def test_losing_the_race_to_create_a_claim_row_goes_round_again_through_the_precheck(
-    pool: asyncpg.Pool, database_url: str, size: int
+    pool: asyncpg.Pool, database_url: str, shape: str
 ) -> None:
-    """Another claimer creates the fingerprint's claim row while our claim runs: ours waits for
-    its commit, writes nothing, and goes round again; the pre-check then answers it as a
-    duplicate of that incident, with no second claim statement."""
-    subjects = [{"service": f"lost-race-{size}-{i}"} for i in range(size)]
+    """Another claimer creates the fingerprints' claim rows while our claim runs: ours waits for
+    its commit, writes nothing, and goes round again, pre-check first. A new fingerprint with one
+    anomaly (``claim``, ``claim_many``) went to the new-incident statement, and the pre-check then
+    answers it as a duplicate of the winner's incident, with no second claim statement. One with
+    two (``folded``: an onset, then an escalation) went to the claim statement; the second round
+    answers the onset as a duplicate and claims the escalation."""
+    size = 1 if shape == "claim" else 3
+    subjects = [{"service": f"lost-race-{shape}-{i}"} for i in range(size)]
     winner_anomalies = [anomaly(**s) for s in subjects]
+    losing = [anomaly(**s) for s in subjects]
+    if shape == "folded":
+        losing = [x for s in subjects for x in (anomaly(**s), anomaly("escalation", "critical", **s))]
     blocker = await asyncpg.connect(database_url)
     victim = await asyncpg.connect(database_url)
     try:
@@ -178,8 +185,9 @@ async def test_losing_the_race_to_create_a_claim_row_goes_round_again_through_th
         )
         recorder = Recorder(victim)
         dedup = Dedup(cast(asyncpg.Connection, recorder))
-        losing = [anomaly(**s) for s in subjects]
-        claim = asyncio.ensure_future(dedup.claim(losing[0]) if size == 1 else dedup.claim_many(losing))
+        claim = asyncio.ensure_future(
+            dedup.claim(losing[0]) if shape == "claim" else dedup.claim_many(losing)
+        )
         await _wait_until_blocked(pool, victim.get_server_pid())
         await blocker_tx.commit()
         got = await claim
@@ -187,13 +195,20 @@ async def test_losing_the_race_to_create_a_claim_row_goes_round_again_through_th
     finally:
         await blocker.close()
         await victim.close()
-    assert [r.reason for r in results] == [R.DUPLICATE_IN_WINDOW] * size
+    statements = [sql for sql, _ in recorder.calls]
+    if shape == "folded":
+        assert [r.reason for r in results] == [R.DUPLICATE_IN_WINDOW, R.ESCALATED] * size
+        assert statements == [PRECHECK_MANY, CLAIM_MANY, PRECHECK_MANY, CLAIM_MANY]
+    else:
+        assert [r.reason for r in results] == [R.DUPLICATE_IN_WINDOW] * size
+        precheck = PRECHECK if shape == "claim" else PRECHECK_MANY
+        assert statements == [precheck, CLAIM_NEW, precheck]
     for a, r in zip(losing, results, strict=True):
         [row] = await incidents_of(pool, a.fingerprint)
         assert r.incident_id == row["id"]
-        assert await jobs_of(pool, a.fingerprint) == [("open", "pending")]
-    precheck, statement = (PRECHECK, CLAIM_ONE) if size == 1 else (PRECHECK_MANY, CLAIM_MANY)
-    assert [sql for sql, _ in recorder.calls] == [precheck, statement, precheck]
+        kinds = [kind for kind, _ in await jobs_of(pool, a.fingerprint)]
+        assert kinds == (["open", "escalate"] if shape == "folded" else ["open"])
+    await assert_references_hold(pool)
 
 
 async def test_overlapping_batches_in_opposite_orders_do_not_deadlock(pool: asyncpg.Pool) -> None:
