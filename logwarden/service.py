@@ -33,12 +33,12 @@ from logwarden import db, migrator
 from logwarden.agent_setup import load_agent_policy, model_router
 from logwarden.api import ApiConfig, build_app
 from logwarden.config import Settings
-from logwarden.http_server import HttpServer
 from logwarden.incident_desk import IncidentDeskAdapter
 from logwarden.pipeline import Pipeline, PipelineConfig
 from logwarden.settings_map import dedup_config, detector_config, handler_options
 from logwarden.telemetry import Telemetry
 from router.base import ToolRouter
+from router.http_server import HttpServer
 
 if TYPE_CHECKING:
     from router.sandbox import SandboxServer
@@ -161,7 +161,7 @@ class Service:
                     ),
                     on_rejected_request=telemetry.http_refused,
                 )
-                service.http = HttpServer(app, settings.http_host, settings.http_port)
+                service.http = HttpServer(app, settings.http_host, settings.http_port, limit_concurrency=256)
             service._start(run_worker=run_worker)
             stack.push_async_callback(service._shutdown)
             if service.http is not None:

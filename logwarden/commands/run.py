@@ -7,7 +7,10 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logwarden.service import Service
 
 
 def register(sub: Any) -> None:
@@ -61,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Any, args: argparse.Namespace) -> int:
     from logwarden.service import Service
-    from logwarden.sources import follow_file, prefetch, read_file, read_stream
+    from router.http_server import ServeError
 
     serve_http = not args.no_http
     finite = bool(args.files or args.stdin) and not args.follow
@@ -70,40 +73,51 @@ async def _serve(settings: Any, args: argparse.Namespace) -> int:
         print("logwarden: nothing to read: give files, --stdin, or leave HTTP on", file=sys.stderr)
         return 2
 
-    async with Service.open(
-        settings,
-        processor_id=args.processor_id,
-        serve_http=serve_http,
-        advance_with_clock=not args.event_clock,
-    ) as service:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stop.set)
-        if service.http_url:
-            print(f"logwarden: listening on {service.http_url} (POST /v1/logs, /ingest)", file=sys.stderr)
+    try:
+        async with Service.open(
+            settings,
+            processor_id=args.processor_id,
+            serve_http=serve_http,
+            advance_with_clock=not args.event_clock,
+        ) as service:
+            return await _work(service, args, exit_at_eof)
+    except ServeError as exc:  # only the HTTP server's start raises it
+        print(f"logwarden: {exc} (set LOGWARDEN_HTTP_PORT or --port)", file=sys.stderr)
+        return 2
 
-        async def pump(chunks: Any) -> None:
-            async for chunk in prefetch(chunks):  # the next read overlaps this chunk's detection
-                await service.pipeline.ingest_lines(chunk, wait=True)
 
-        sources = [
-            pump(follow_file(path, stop=service.stop) if args.follow else read_file(path))
-            for path in args.files
-        ]
-        if args.stdin:
-            sources.append(pump(read_stream(sys.stdin.buffer)))
-        readers: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*sources))
-        stopped: asyncio.Future[Any] = asyncio.ensure_future(service.stop.wait())
-        await asyncio.wait({readers, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if readers.done():
-            if readers.exception() is not None:
-                print(f"logwarden: input failed: {readers.exception()}", file=sys.stderr)
-                service.stop.set()
-                return 1
-            if exit_at_eof and not service.stop.is_set():
-                await service.drain()
-                service.stop.set()
-        await service.stop.wait()
-        readers.cancel()
-        stopped.cancel()
+async def _work(service: Service, args: argparse.Namespace, exit_at_eof: bool) -> int:
+    """Read the inputs into the running service until they end (and, if asked, until what they
+    started is delivered) or it is told to stop."""
+    from logwarden.sources import follow_file, prefetch, read_file, read_stream
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop.set)
+    if service.http_url:
+        print(f"logwarden: listening on {service.http_url} (POST /v1/logs, /ingest)", file=sys.stderr)
+
+    async def pump(chunks: Any) -> None:
+        async for chunk in prefetch(chunks):  # the next read overlaps this chunk's detection
+            await service.pipeline.ingest_lines(chunk, wait=True)
+
+    sources = [
+        pump(follow_file(path, stop=service.stop) if args.follow else read_file(path)) for path in args.files
+    ]
+    if args.stdin:
+        sources.append(pump(read_stream(sys.stdin.buffer)))
+    readers: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*sources))
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(service.stop.wait())
+    await asyncio.wait({readers, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if readers.done():
+        if readers.exception() is not None:
+            print(f"logwarden: input failed: {readers.exception()}", file=sys.stderr)
+            service.stop.set()
+            return 1
+        if exit_at_eof and not service.stop.is_set():
+            await service.drain()
+            service.stop.set()
+    await service.stop.wait()
+    readers.cancel()
+    stopped.cancel()
     return 0

@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 
 import anyio
 import asyncpg
-import uvicorn
 from starlette.types import ASGIApp
 
 from router.base import DEFAULT_TOOLKITS
+from router.http_server import HttpServer, ServeError
 from router.sandbox.auth import CredentialResolver, UserKeyResolver
 from router.sandbox.catalog import CATALOGUE, Catalogue
 from router.sandbox.errors import InvalidRequest, SandboxStartError
@@ -45,28 +45,6 @@ T = TypeVar("T")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STOP_TIMEOUT = 10.0
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn that leaves signal handling to its host, says when it has started, and stops on
-    request instead of polling a flag every 100 ms."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-        self.exit_requested = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        await self.exit_requested.wait()
 
 
 class SandboxServer:
@@ -126,17 +104,18 @@ class SandboxServer:
             router=self.router,
             admin_token=admin_token,
         )
-        self._uvicorn: _Uvicorn | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._http = HttpServer(
+            self.app, host, port, name="sandbox router", lifespan="on", graceful_timeout=STOP_TIMEOUT / 2
+        )
 
     def __repr__(self) -> str:
-        where = self.links.origin if self._task is not None else "not started"
+        where = self.links.origin if self._http.started else "not started"
         return f"SandboxServer({where}, toolkits={self.toolkits})"
 
     @property
     def serving(self) -> bool:
         """Whether its HTTP server is running (started, not stopped, not crashed)."""
-        return self._task is not None and not self._task.done()
+        return self._http.serving
 
     @property
     def app(self) -> ASGIApp:
@@ -156,49 +135,20 @@ class SandboxServer:
 
     async def start(self) -> None:
         """Bind and serve; returns once requests are being accepted."""
-        if self._task is not None:
-            raise SandboxStartError("the sandbox server is already running")
-        config = uvicorn.Config(
-            self.app,
-            host=self.host,
-            port=self.port,
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            ws="none",
-            timeout_graceful_shutdown=5,
-        )
-        server = _Uvicorn(config)
-        task = asyncio.create_task(server.serve(), name="sandbox-router")
-        ready = asyncio.create_task(server.ready.wait())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if not server.ready.is_set():
-            ready.cancel()
-            try:
-                await task
-            except BaseException as exc:  # uvicorn reports bind failures with sys.exit
-                raise SandboxStartError(
-                    f"sandbox router could not start on {self.host}:{self.port}: {exc!r}"
-                ) from None
-            raise SandboxStartError(f"sandbox router could not start on {self.host}:{self.port}")
-        self._uvicorn, self._task = server, task
-        sockname = server.servers[0].sockets[0].getsockname()
-        self.port = int(sockname[1])
+        try:
+            await self._http.start()
+        except ServeError as exc:
+            raise SandboxStartError(str(exc)) from None
+        self.port = self._http.port
         if not self.links.known:
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            self.links.origin = f"http://{host}:{self.port}"
+            self.links.origin = self._http.url
 
     async def stop(self) -> None:
         """End MCP sessions, stop serving, wait for the server task."""
-        server, task = self._uvicorn, self._task
-        if server is None or task is None:
+        if not self._http.started:
             return
-        self._uvicorn = self._task = None
         self._app.close_sessions()
-        server.should_exit = True
-        server.exit_requested.set()
-        with contextlib.suppress(asyncio.CancelledError, SystemExit):
-            await asyncio.wait_for(task, STOP_TIMEOUT)
+        await self._http.stop()
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()

@@ -4,12 +4,15 @@ health and readiness, the metrics an operator graphs, and the incident endpoints
 from __future__ import annotations
 
 import gzip
+import socket
 
 import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
 
+from logwarden.cli import build_parser
+from logwarden.commands import run as run_command
 from logwarden.config import Settings
 from tests.e2e import streams, support
 from tests.e2e.streams import BURST_SERVICE, QUIET_SERVICE
@@ -177,3 +180,23 @@ async def test_health_metrics_and_incident_operations(settings: Settings) -> Non
                 support.metric(metrics, "logwarden_jobs_finished_total", kind="open", outcome="complete") == 1
             )
             assert support.metric(metrics, "logwarden_anomaly_to_claim_seconds_count") == 1
+
+
+async def test_a_taken_http_port_stops_start_up_naming_the_address(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn exits the process when it cannot bind (a SystemExit out of the event loop); the
+    service reports the address instead, and exits 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = build_parser().parse_args(["run"])
+        with anyio.fail_after(60):
+            code = await run_command._serve(
+                support.e2e_settings(settings, http_host="127.0.0.1", http_port=port, sandbox_port=0), args
+            )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve HTTP on 127.0.0.1:{port}" in err
+    assert "in use" in err
