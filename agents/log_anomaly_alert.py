@@ -31,7 +31,6 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_ai import Agent, RunContext
-from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.toolsets import CombinedToolset, FunctionToolset
 from pydantic_ai.usage import RunUsage
@@ -288,6 +287,10 @@ async def run_alert_agent(
     read_timeout: float = 30.0,
 ) -> AgentRun:
     """Run the agent once through the owner's guarded session (see the module docstring)."""
+    # imported here: the MCP client stack takes about a second to import, and a service with no
+    # model configured never runs the agent
+    from pydantic_ai.mcp import MCPToolset
+
     mcp = MCPToolset(
         endpoint.url,
         id="router",

@@ -273,3 +273,16 @@ def test_an_unmigrated_database_gets_a_hint(
 
     assert main(["connections", "--user", "alice"]) == 1
     assert "run `logwarden db migrate` first" in capsys.readouterr().err
+
+
+def test_the_service_does_not_import_the_mcp_client_stack_until_an_agent_runs() -> None:
+    """The agent's MCP client (pydantic_ai.mcp and the fastmcp client under it) takes about a
+    second to import; a service with no model configured never needs it."""
+    script = (
+        "import sys; import logwarden.service; "
+        "print(sorted(m for m in sys.modules if m == 'pydantic_ai.mcp' or m.split('.')[0] == 'fastmcp'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
