@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.key_index import SERVICE_WORDS, KeyIndex, Query
-from detector.packing import pack
+from detector.packing import Packed, pack
 
 I64 = npt.NDArray[np.int64]
 
@@ -108,13 +108,17 @@ class KeyRegistry:
 
     # -- whole columns ----------------------------------------------------------------------
 
-    def lookup(self, projects: list[str] | None, project: str, services: list[str]) -> I64 | None:
+    def lookup(
+        self, projects: list[str] | None, project: str, services: list[str], packed: Packed | None = None
+    ) -> I64 | None:
         """Key id of each row as far as the packed index knows it (-1: ask the dicts), or None
         when the column cannot be packed (see :mod:`detector.packing`). ``projects`` None
-        means every row is in ``project``."""
+        means every row is in ``project``; ``packed``: ``services`` already packed into
+        :data:`~detector.key_index.SERVICE_WORDS` words."""
         self.catch_up()
         n = len(services)
-        packed = pack(services, SERVICE_WORDS)
+        if packed is None:
+            packed = pack(services, SERVICE_WORDS)
         if packed is None:
             return None
         if projects is None:
