@@ -161,6 +161,15 @@ class EventColumns:
                 self.is_error_level(level)
         return flags
 
+    def line_flags(self, rows: list[LogLine]) -> npt.NDArray[np.bool_]:
+        """:meth:`error_flags` of the levels of decoded lines, in the same pass that takes the
+        levels out of the structs when every spelling is known."""
+        known = self._levels
+        try:
+            return np.fromiter([known[r.level] for r in rows], np.bool_, len(rows))
+        except KeyError:
+            return self.error_flags([r.level for r in rows])
+
     def _packed_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
         """:meth:`error_flags` of a column of any levels, as packed words checked with numpy."""
         n = len(levels)
@@ -198,7 +207,7 @@ class EventColumns:
         ts: list[Any],
         services: list[str],
         projects: list[str] | None,
-        levels: list[str | None] | None,
+        levels: list[str | None] | npt.NDArray[np.bool_] | None,
         statuses: list[int | None] | None,
         message_of: Any,
         where: Sequence[str],
@@ -206,7 +215,8 @@ class EventColumns:
         """Convert columns and check timestamps; ``message_of(i)`` gives row i's message.
 
         ``projects`` None means every row is in the default project; ``levels`` None means no
-        level information (error flags then come from ``statuses``). Project and service names
+        level information (error flags then come from ``statuses``), an array means their
+        :meth:`error_flags` already (taken over, not copied). Project and service names
         are checked when the detector first meets them (:mod:`detector.core`).
         """
         cfg = self.config
@@ -231,7 +241,10 @@ class EventColumns:
             if projects.count(projects[0]) == n:
                 project, projects = projects[0], None
         # errors: level (see error_flags) or HTTP status 5xx
-        errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
+        if levels is None:
+            errors = np.zeros(n, dtype=np.bool_)
+        else:
+            errors = levels if isinstance(levels, np.ndarray) else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:
             errors |= _server_errors(statuses)
         if not valid.all():
@@ -369,7 +382,7 @@ class JsonLinesDecoder:
             [r.ts for r in rows],
             [r.service for r in rows],
             projects,
-            [r.level for r in rows],
+            self.columns.line_flags(rows),
             statuses,
             lambda i: rows[i].message or "",
             where,

@@ -256,3 +256,14 @@ def test_line_shape_counts_like_bytes_count() -> None:
         part = data[start:end]
         expected = (part.count(b"\n"), part.count(b"\n{") + (part[:1] == b"{")) if part else (0, 0)
         assert line_shape(data, start, end) == expected
+
+
+def test_levels_give_the_same_errors_once_their_spellings_are_known() -> None:
+    levels = ["INFO", "ERROR", "error", " Fatal", "warn", "CRIT", "emergency", "info"]
+    expected = [False, True, True, True, False, True, True, False]
+    chunk = b"\n".join(line(T0, "api", level=level) for level in levels) + b"\n"
+    det = Detector()
+    assert det._json.decode(chunk, 1).errors.tolist() == expected  # spellings learnt here
+    assert det._json.decode(chunk, 1).errors.tolist() == expected  # answered from the cache
+    null_level = b'{"ts":%d,"service":"api","level":null}\n' % T0
+    assert det._json.decode(chunk + null_level, 1).errors.tolist() == [*expected, False]
