@@ -7,8 +7,10 @@ case) or its status is from 500 to 599. Unknown fields are ignored.
 
 Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_lines`` into
 ``gc=False`` structs) and converting each field as a column, with no Python code per line past
-taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and levels are
-packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy.
+taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and service names
+are packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy; levels are
+looked up in a dict of the spellings seen (in the pass that takes them out); the optional project
+and status are not taken out at all when no line of the buffer sets them (:func:`_filled`).
 
 When a buffer holds a bad line, it is split once into lines: lines that cannot be an object
 (not "{" ... "}", empty, too long) are looked at one by one, and the others are decoded in blocks
