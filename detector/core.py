@@ -200,7 +200,7 @@ class Detector:
         """Key id per row, -1 for rows refused (bad name, or ``max_keys`` reached)."""
         registry = self._keys
         n = len(batch)
-        ids = registry.lookup(batch.projects, batch.project, batch.services)
+        ids = registry.lookup(batch.projects, batch.project, batch.services, batch.packed)
         if ids is None:  # a column the index cannot take: the dicts answer for every row
             rows = np.arange(n)
             ids = np.full(n, -1, dtype=np.int64)

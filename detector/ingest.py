@@ -7,8 +7,10 @@ case) or its status is from 500 to 599. Unknown fields are ignored.
 
 Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_lines`` into
 ``gc=False`` structs) and converting each field as a column, with no Python code per line past
-taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and levels are
-packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy.
+taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and service names
+are packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy; levels are
+looked up in a dict of the spellings seen (in the pass that takes them out); the optional project
+and status are not taken out at all when no line of the buffer sets them (:func:`_filled`).
 
 When a buffer holds a bad line, it is split once into lines: lines that cannot be an object
 (not "{" ... "}", empty, too long) are looked at one by one, and the others are decoded in blocks
@@ -24,6 +26,7 @@ from __future__ import annotations
 import bisect
 import operator
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress
@@ -36,15 +39,20 @@ import numpy.typing as npt
 from detector import timestamps
 from detector.config import DetectorConfig
 from detector.counters import Reason, Rejections
-from detector.packing import pack
+from detector.key_index import SERVICE_WORDS
+from detector.packing import Packed, pack
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", "emergency", "emerg"})
 """Levels (compared lower-cased) that make an event an error."""
 
 DEFAULT_PROJECT = "default"
-NO_STATUS = 0
-"""A line's status when it has none (not an HTTP status code; one int object, so a column of
-absent statuses is counted by pointer comparison)."""
+_NO_PROJECT = "".join(["def", "ault"])
+"""A line's project when it has none: equal to :data:`DEFAULT_PROJECT`, but an object of its own
+(not the interned literal that other code holds too), so that its reference count tells how
+many decoded lines have no project (see :func:`_filled`)."""
+NO_STATUS = -(2**31)
+"""A line's status when it has none (not an HTTP status code; an int object of this module's
+own, as :data:`_NO_PROJECT`)."""
 
 _TS_REASON = {
     timestamps.BAD: Reason.BAD_TIMESTAMP,
@@ -84,7 +92,7 @@ class LogLine(msgspec.Struct, gc=False):
     level: str | None = ""
     """null means no level, as if absent."""
     message: str | None = ""
-    project: str = DEFAULT_PROJECT
+    project: str = _NO_PROJECT
     status: int | None = NO_STATUS
     """Absent is :data:`NO_STATUS`; null is None, as if absent."""
 
@@ -104,6 +112,9 @@ class Batch:
     """Labels ("line 12") of the rows as they arrived, for rejection samples."""
     origin: npt.NDArray[np.intp] | None = None
     """Arrived row of each batch row, when rows were dropped (None: the same)."""
+    packed: Packed | None = None
+    """``services`` packed for the key index (:data:`~detector.key_index.SERVICE_WORDS` words),
+    when they could be (None: not packed, or not packable)."""
 
     def __len__(self) -> int:
         return len(self.services)
@@ -135,7 +146,34 @@ class EventColumns:
         return hit
 
     def error_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
-        """Per row: is the level an error level (see :meth:`is_error_level`)."""
+        """Per row: is the level an error level (see :meth:`is_error_level`).
+
+        A stream uses a few spellings: once each is known, a dict lookup per row (at C speed)
+        answers. A column with a spelling not seen before is checked with numpy (see
+        :meth:`_packed_flags`), and its spellings are learnt while the cache has room."""
+        n = len(levels)
+        known = self._levels
+        try:
+            return np.fromiter(map(known.__getitem__, levels), np.bool_, n)
+        except KeyError:
+            pass
+        flags = self._packed_flags(levels)
+        if len(known) < _LEVEL_CACHE_LIMIT:
+            for level in set(levels).difference(known):
+                self.is_error_level(level)
+        return flags
+
+    def line_flags(self, rows: list[LogLine]) -> npt.NDArray[np.bool_]:
+        """:meth:`error_flags` of the levels of decoded lines, in the same pass that takes the
+        levels out of the structs when every spelling is known."""
+        known = self._levels
+        try:
+            return np.fromiter([known[r.level] for r in rows], np.bool_, len(rows))
+        except KeyError:
+            return self.error_flags([r.level for r in rows])
+
+    def _packed_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
+        """:meth:`error_flags` of a column of any levels, as packed words checked with numpy."""
         n = len(levels)
         packed = pack(cast(list[str], levels), _LEVEL_WORDS)
         if packed is None and levels.count(None):  # null levels: no level
@@ -171,7 +209,7 @@ class EventColumns:
         ts: list[Any],
         services: list[str],
         projects: list[str] | None,
-        levels: list[str | None] | None,
+        levels: list[str | None] | npt.NDArray[np.bool_] | None,
         statuses: list[int | None] | None,
         message_of: Any,
         where: Sequence[str],
@@ -179,7 +217,8 @@ class EventColumns:
         """Convert columns and check timestamps; ``message_of(i)`` gives row i's message.
 
         ``projects`` None means every row is in the default project; ``levels`` None means no
-        level information (error flags then come from ``statuses``). Project and service names
+        level information (error flags then come from ``statuses``), an array means their
+        :meth:`error_flags` already (taken over, not copied). Project and service names
         are checked when the detector first meets them (:mod:`detector.core`).
         """
         cfg = self.config
@@ -189,7 +228,10 @@ class EventColumns:
         if not valid.all():
             for i in np.flatnonzero(~valid).tolist():
                 self.rejections.add(_TS_REASON[int(codes[i])], where[i], f"ts={ts[i]!r}")
-        if "" in services:  # a scan at C speed; other bad names are caught when first seen
+        # packed once here, for this check and for the key lookup (detector.keys); other bad
+        # names are caught when first seen
+        packed = pack(services, SERVICE_WORDS)
+        if "" in services if packed is None else np.count_nonzero(packed.lengths == 0):
             empty = np.fromiter(map(operator.not_, services), np.bool_, n)
             for i in np.flatnonzero(empty & valid).tolist():
                 self.rejections.add(Reason.MISSING_SERVICE, where[i], "service is empty")
@@ -201,21 +243,47 @@ class EventColumns:
             if projects.count(projects[0]) == n:
                 project, projects = projects[0], None
         # errors: level (see error_flags) or HTTP status 5xx
-        errors = np.zeros(n, dtype=np.bool_) if levels is None else self.error_flags(levels)
+        if levels is None:
+            errors = np.zeros(n, dtype=np.bool_)
+        else:
+            errors = levels if isinstance(levels, np.ndarray) else self.error_flags(levels)
         if statuses is not None and statuses.count(None) != n:
             errors |= _server_errors(statuses)
         if not valid.all():
             keep = valid.tolist()
             rows = np.flatnonzero(valid)
             services = list(compress(services, keep))
+            if packed is not None:
+                packed = Packed(packed.words[rows], packed.lengths[rows], packed.raw, packed.starts[rows])
             if projects is not None:
                 projects = list(compress(projects, keep))
             seconds = seconds[rows]
             errors = errors[rows]
             messages = [_clip(message_of(i), cfg.max_message_chars) for i in rows[errors].tolist()]
-            return Batch(services, projects, project, seconds, errors, messages, where, rows)
+            return Batch(services, projects, project, seconds, errors, messages, where, rows, packed)
         messages = [_clip(message_of(i), cfg.max_message_chars) for i in np.flatnonzero(errors).tolist()]
-        return Batch(services, projects, project, seconds, errors, messages, where)
+        return Batch(services, projects, project, seconds, errors, messages, where, None, packed)
+
+
+def _defaults() -> tuple[int, int]:
+    """Reference counts of the defaults of :class:`LogLine`'s optional project and status."""
+    return sys.getrefcount(_NO_PROJECT), sys.getrefcount(NO_STATUS)
+
+
+def _filled(before: tuple[int, int], rows: int) -> tuple[bool, bool]:
+    """Whether every one of ``rows`` lines decoded since :func:`_defaults` returned ``before``
+    has no project, and no status.
+
+    A decoded struct holds a reference to the default of each field its line does not set, and
+    no other code takes references to these two private objects (only structs and this module
+    hold them), so each count grows by the number of lines without that field: by ``rows``
+    exactly when none has it. Taking the fields out of every struct to count their defaults
+    costs a pass over the structs per field, more than the rest of a column's work. A garbage
+    collection during the decode can only drop references (old structs freed): the counts then
+    fall short and the caller counts the long way.
+    """
+    after = _defaults()
+    return after[0] - before[0] == rows, after[1] - before[1] == rows
 
 
 def _server_errors(statuses: list[int | None]) -> npt.NDArray[np.bool_]:
@@ -284,7 +352,9 @@ class JsonLinesDecoder:
         n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
         rows: list[LogLine] | None = None
         numbers: list[int] | None = None
+        no_project = no_status = False
         if braces == n_lines and not _has_long_line(buf, self.config.max_line_bytes, start, end):
+            before = _defaults()
             try:
                 decoded = self._decoder.decode_lines(memoryview(buf)[start:end])
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -292,24 +362,29 @@ class JsonLinesDecoder:
             else:
                 if len(decoded) == n_lines:
                     rows = decoded
+                    no_project, no_status = _filled(before, len(rows))
         if rows is None:
             rows, numbers = self._careful(buf, start, end, first_line)
         if not rows:
             return Batch.empty()
         where = _Where(first_line, numbers, len(rows))
-        # Optional fields that no row sets need no further work (the defaults are one object
-        # each, so counting them is a pointer comparison per row).
-        projects: list[str] | None = [r.project for r in rows]
-        if projects.count(DEFAULT_PROJECT) == len(rows):  # type: ignore[union-attr]
-            projects = None
-        statuses: list[int | None] | None = [r.status for r in rows]
-        if statuses.count(NO_STATUS) == len(rows):  # type: ignore[union-attr]
-            statuses = None
+        # Optional fields that no row sets need no further work: known from the reference counts
+        # of their defaults, or found by counting the defaults (a pointer comparison per row).
+        projects: list[str] | None = None
+        if not no_project:
+            projects = [r.project for r in rows]
+            if projects.count(_NO_PROJECT) == len(rows):
+                projects = None
+        statuses: list[int | None] | None = None
+        if not no_status:
+            statuses = [r.status for r in rows]
+            if statuses.count(NO_STATUS) == len(rows):
+                statuses = None
         return self.columns.build(
             [r.ts for r in rows],
             [r.service for r in rows],
             projects,
-            [r.level for r in rows],
+            self.columns.line_flags(rows),
             statuses,
             lambda i: rows[i].message or "",
             where,
@@ -452,16 +527,22 @@ def validation_reason(message: str) -> Reason:
 
 
 def line_shape(buf: bytes, start: int = 0, end: int | None = None) -> tuple[int, int]:
-    """(newlines, lines starting with ``{``) in ``buf[start:end]``: two numpy passes, ~10 ns a line."""
+    """(newlines, lines starting with ``{``) in ``buf[start:end]``: numpy passes, ~10 ns a line.
+
+    A line after a newline starts with ``{`` where the two bytes read as one little-endian
+    16-bit word give ``0x7B0A``: counted over the words at even offsets and at odd ones (half as
+    many items as a byte-wise pair test, and no temporaries to combine)."""
     end = len(buf) if end is None else end
     if end <= start:
         return 0, 0
-    if end - start < 4096:
+    size = end - start
+    if size < 4096:
         return buf.count(b"\n", start, end), buf.count(b"\n{", start, end) + (buf[start] == 0x7B)
-    data = np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start)
-    newline = data == 10
-    braces = int(np.count_nonzero(newline[:-1] & (data[1:] == 0x7B))) + int(data[0] == 0x7B)
-    return int(np.count_nonzero(newline)), braces
+    data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=start)
+    even = np.frombuffer(buf, dtype="<u2", count=size // 2, offset=start)
+    odd = np.frombuffer(buf, dtype="<u2", count=(size - 1) // 2, offset=start + 1)
+    braces = int(np.count_nonzero(even == 0x7B0A)) + int(np.count_nonzero(odd == 0x7B0A))
+    return int(np.count_nonzero(data == 10)), braces + int(data[0] == 0x7B)
 
 
 def _has_long_line(buf: bytes, limit: int, start: int, end: int) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.key_index import SERVICE_WORDS, KeyIndex, Query
-from detector.packing import pack
+from detector.packing import Packed, pack
 
 I64 = npt.NDArray[np.int64]
 
@@ -64,18 +64,23 @@ class KeyRegistry:
         """A new id for an unknown key, or None when ``max_keys`` keys are live."""
         if len(self.by_pair) >= self.max_keys:
             return None
+        # A copy of the name: the caller's string sits among the short-lived objects of a decoded
+        # batch, and kept for the key's lifetime it would hold their memory pools, scattering
+        # the objects of every later batch over them (slower to allocate, fill and free).
+        name = (project, "".join(("", service)))
         if self._free:
             key = heapq.heappop(self._free)
-            self.names[key] = (project, service)
+            self.names[key] = name
         else:
             key = self.used
             self.used += 1
-            self.names.append((project, service))
-        self._add(key, project, service)
+            self.names.append(name)
+        self._add(key, name)
         return key
 
-    def _add(self, key: int, project: str, service: str) -> None:
-        self.by_pair[(project, service)] = key
+    def _add(self, key: int, name: tuple[str, str]) -> None:
+        project, service = name
+        self.by_pair[name] = key
         services = self.by_project.get(project)
         if services is None:
             services = self.by_project[project] = {}
@@ -108,13 +113,17 @@ class KeyRegistry:
 
     # -- whole columns ----------------------------------------------------------------------
 
-    def lookup(self, projects: list[str] | None, project: str, services: list[str]) -> I64 | None:
+    def lookup(
+        self, projects: list[str] | None, project: str, services: list[str], packed: Packed | None = None
+    ) -> I64 | None:
         """Key id of each row as far as the packed index knows it (-1: ask the dicts), or None
         when the column cannot be packed (see :mod:`detector.packing`). ``projects`` None
-        means every row is in ``project``."""
+        means every row is in ``project``; ``packed``: ``services`` already packed into
+        :data:`~detector.key_index.SERVICE_WORDS` words."""
         self.catch_up()
         n = len(services)
-        packed = pack(services, SERVICE_WORDS)
+        if packed is None:
+            packed = pack(services, SERVICE_WORDS)
         if packed is None:
             return None
         if projects is None:
@@ -159,6 +168,7 @@ class KeyRegistry:
                 heapq.heappush(registry._free, key)
                 continue
             project, service = str(name[0]), str(name[1])
-            registry.names.append((project, service))
-            registry._add(key, project, service)
+            pair = (project, service)
+            registry.names.append(pair)
+            registry._add(key, pair)
         return registry

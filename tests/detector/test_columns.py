@@ -136,6 +136,9 @@ def test_error_flags_match_the_per_level_rule(levels: list[str | None]) -> None:
     reference = EventColumns(DetectorConfig(), Rejections(1))
     expected = [bool(reference.is_error_level(level)) for level in levels]
     assert columns.error_flags(levels).tolist() == expected
+    # again, now that the column's spellings are known (answered from the cache)
+    assert columns.error_flags(levels).tolist() == expected
+    assert columns.error_flags(levels[::-1]).tolist() == expected[::-1]
 
 
 @SETTINGS

@@ -226,3 +226,44 @@ def test_bad_lines_anywhere_in_a_long_buffer_cost_only_themselves() -> None:
     assert batch.services == [service for _, service in good]
     assert [batch.label(i) for i in range(len(batch))] == [f"line {number}" for number, _ in good]
     assert det.stats().rejected == expected
+
+
+@pytest.mark.parametrize("spelling", [b'"project"', b'"\\u0070roject"'])
+def test_one_line_with_a_project_or_status_among_many_without(spelling: bytes) -> None:
+    """The optional columns are skipped only when no line sets them, whichever line does (and
+    however its field name is spelt)."""
+    plain = [line(T0, f"s{i}") for i in range(600)]
+    for at in (0, 299, 599):
+        lines = list(plain)
+        lines[at] = b'{"ts":%d,"service":"s%d",%s:"shop","status":503}' % (T0, at, spelling)
+        batch = Detector()._json.decode(b"\n".join(lines) + b"\n", 1)
+        assert batch.projects == ["shop" if i == at else "default" for i in range(600)]
+        assert batch.errors.tolist() == [i == at for i in range(600)]
+    batch = Detector()._json.decode(b"\n".join(plain) + b"\n", 1)
+    assert batch.projects is None
+    assert batch.project == "default"
+    assert not batch.errors.any()
+
+
+def test_line_shape_counts_like_bytes_count() -> None:
+    import numpy as np
+
+    from detector.ingest import line_shape
+
+    rng = np.random.default_rng(3)
+    data = rng.choice(np.frombuffer(b'{}\n{"a"\n\n', dtype=np.uint8), 20_000).tobytes()
+    for start, end in ((0, len(data)), (1, len(data)), (3, 9_000), (0, 4_095), (7, 4_107), (5, 5)):
+        part = data[start:end]
+        expected = (part.count(b"\n"), part.count(b"\n{") + (part[:1] == b"{")) if part else (0, 0)
+        assert line_shape(data, start, end) == expected
+
+
+def test_levels_give_the_same_errors_once_their_spellings_are_known() -> None:
+    levels = ["INFO", "ERROR", "error", " Fatal", "warn", "CRIT", "emergency", "info"]
+    expected = [False, True, True, True, False, True, True, False]
+    chunk = b"\n".join(line(T0, "api", level=level) for level in levels) + b"\n"
+    det = Detector()
+    assert det._json.decode(chunk, 1).errors.tolist() == expected  # spellings learnt here
+    assert det._json.decode(chunk, 1).errors.tolist() == expected  # answered from the cache
+    null_level = b'{"ts":%d,"service":"api","level":null}\n' % T0
+    assert det._json.decode(chunk + null_level, 1).errors.tolist() == [*expected, False]
