@@ -10,7 +10,7 @@ Speed comes from decoding a whole buffer of lines at once (msgspec ``decode_line
 taking the fields out of the structs: timestamps (:mod:`detector.timestamps`) and service names
 are packed into fixed-width bytes (:mod:`detector.packing`) and checked with numpy; levels are
 looked up in a dict of the spellings seen (in the pass that takes them out); the optional project
-and status are not taken out at all when no line of the buffer sets them (:func:`_filled`).
+and status are not taken out at all when no line of the buffer sets them (:meth:`JsonLinesDecoder._filled`).
 
 When a buffer holds a bad line, it is split once into lines: lines that cannot be an object
 (not "{" ... "}", empty, too long) are looked at one by one, and the others are decoded in blocks
@@ -46,13 +46,10 @@ ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "alert", 
 """Levels (compared lower-cased) that make an event an error."""
 
 DEFAULT_PROJECT = "default"
-_NO_PROJECT = "".join(["def", "ault"])
-"""A line's project when it has none: equal to :data:`DEFAULT_PROJECT`, but an object of its own
-(not the interned literal that other code holds too), so that its reference count tells how
-many decoded lines have no project (see :func:`_filled`)."""
 NO_STATUS = -(2**31)
-"""A line's status when it has none (not an HTTP status code; an int object of this module's
-own, as :data:`_NO_PROJECT`)."""
+"""A line's status when it has none (not an HTTP status code)."""
+_EXACT_REFCOUNTS = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+"""Reference counts are exact (not under a free-threaded build): see :meth:`JsonLinesDecoder._filled`."""
 
 _TS_REASON = {
     timestamps.BAD: Reason.BAD_TIMESTAMP,
@@ -92,7 +89,7 @@ class LogLine(msgspec.Struct, gc=False):
     level: str | None = ""
     """null means no level, as if absent."""
     message: str | None = ""
-    project: str = _NO_PROJECT
+    project: str = DEFAULT_PROJECT
     status: int | None = NO_STATUS
     """Absent is :data:`NO_STATUS`; null is None, as if absent."""
 
@@ -265,27 +262,6 @@ class EventColumns:
         return Batch(services, projects, project, seconds, errors, messages, where, None, packed)
 
 
-def _defaults() -> tuple[int, int]:
-    """Reference counts of the defaults of :class:`LogLine`'s optional project and status."""
-    return sys.getrefcount(_NO_PROJECT), sys.getrefcount(NO_STATUS)
-
-
-def _filled(before: tuple[int, int], rows: int) -> tuple[bool, bool]:
-    """Whether every one of ``rows`` lines decoded since :func:`_defaults` returned ``before``
-    has no project, and no status.
-
-    A decoded struct holds a reference to the default of each field its line does not set, and
-    no other code takes references to these two private objects (only structs and this module
-    hold them), so each count grows by the number of lines without that field: by ``rows``
-    exactly when none has it. Taking the fields out of every struct to count their defaults
-    costs a pass over the structs per field, more than the rest of a column's work. A garbage
-    collection during the decode can only drop references (old structs freed): the counts then
-    fall short and the caller counts the long way.
-    """
-    after = _defaults()
-    return after[0] - before[0] == rows, after[1] - before[1] == rows
-
-
 def _server_errors(statuses: list[int | None]) -> npt.NDArray[np.bool_]:
     """Per row: an HTTP status from 500 to 599 (None: no status)."""
     try:
@@ -325,9 +301,44 @@ class JsonLinesDecoder:
         self.config = config
         self.rejections = rejections
         self.columns = EventColumns(config, rejections)
-        self._decoder = msgspec.json.Decoder(LogLine)
+        # the defaults of the optional project and status: objects of this decoder's own, equal
+        # to LogLine's (see _filled)
+        self._no_project = "".join(["def", "ault"])
+        self._no_status = int(str(NO_STATUS))
+        line = cast(
+            "type[LogLine]",
+            msgspec.defstruct(
+                "LogLine",
+                [("project", str, self._no_project), ("status", int | None, self._no_status)],
+                bases=(LogLine,),
+                gc=False,
+            ),
+        )
+        self._decoder = msgspec.json.Decoder(line)
         self._lines: tuple[bytes, list[int], list[int]] = (b"", [], [])
         self._first_line = 0
+
+    def _defaults(self) -> tuple[int, int]:
+        """Reference counts of this decoder's defaults for project and status."""
+        return sys.getrefcount(self._no_project), sys.getrefcount(self._no_status)
+
+    def _filled(self, before: tuple[int, int], rows: int) -> tuple[bool, bool]:
+        """Whether every one of ``rows`` lines decoded since :meth:`_defaults` returned ``before``
+        has no project, and no status.
+
+        A decoded struct holds a reference to the default of each field its line does not set.
+        These two default objects belong to this decoder (its own LogLine subclass): only its
+        structs and itself hold them, and a detector is used by one thread at a time, so each
+        count grows by the number of lines without that field: by ``rows`` exactly when none has
+        it. Taking the fields out of every struct to count their defaults costs a pass over the
+        structs per field, more than the rest of a column's work. A garbage collection during
+        the decode can only drop references (old structs freed): the counts then fall short and
+        the caller counts the long way, as it does where counts are not exact.
+        """
+        if not _EXACT_REFCOUNTS:
+            return False, False
+        after = self._defaults()
+        return after[0] - before[0] == rows, after[1] - before[1] == rows
 
     def decode(
         self,
@@ -354,7 +365,7 @@ class JsonLinesDecoder:
         numbers: list[int] | None = None
         no_project = no_status = False
         if braces == n_lines and not _has_long_line(buf, self.config.max_line_bytes, start, end):
-            before = _defaults()
+            before = self._defaults()
             try:
                 decoded = self._decoder.decode_lines(memoryview(buf)[start:end])
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -362,7 +373,7 @@ class JsonLinesDecoder:
             else:
                 if len(decoded) == n_lines:
                     rows = decoded
-                    no_project, no_status = _filled(before, len(rows))
+                    no_project, no_status = self._filled(before, len(rows))
         if rows is None:
             rows, numbers = self._careful(buf, start, end, first_line)
         if not rows:
@@ -373,7 +384,7 @@ class JsonLinesDecoder:
         projects: list[str] | None = None
         if not no_project:
             projects = [r.project for r in rows]
-            if projects.count(_NO_PROJECT) == len(rows):
+            if projects.count(DEFAULT_PROJECT) == len(rows):
                 projects = None
         statuses: list[int | None] | None = None
         if not no_status:

@@ -245,6 +245,21 @@ def test_one_line_with_a_project_or_status_among_many_without(spelling: bytes) -
     assert not batch.errors.any()
 
 
+def test_another_detectors_lines_do_not_count_as_this_ones() -> None:
+    """The defaults whose reference counts tell that no line set the optional columns belong to
+    each decoder: lines another detector decodes meanwhile (in another thread, say) cannot make
+    a line of ours that sets a project look as if it did not."""
+    ours, theirs = Detector()._json, Detector()._json
+    plain = b"".join(line(T0, f"s{i}") + b"\n" for i in range(50))
+    before = ours._defaults()
+    kept = theirs.decode(plain, 1)  # 50 lines without project or status, elsewhere
+    assert ours._defaults() == before
+    mixed = line(T0, "s", project="shop") + b"\n" + plain
+    batch = ours.decode(mixed, 1)
+    assert batch.projects == ["shop"] + ["default"] * 50
+    assert kept.projects is None
+
+
 def test_line_shape_counts_like_bytes_count() -> None:
     import numpy as np
 
