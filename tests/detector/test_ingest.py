@@ -282,3 +282,34 @@ def test_levels_give_the_same_errors_once_their_spellings_are_known() -> None:
     assert det._json.decode(chunk, 1).errors.tolist() == expected  # answered from the cache
     null_level = b'{"ts":%d,"service":"api","level":null}\n' % T0
     assert det._json.decode(chunk + null_level, 1).errors.tolist() == [*expected, False]
+
+
+def test_level_spellings_not_known_yet_are_learnt_and_give_the_same_errors() -> None:
+    """The fast decoder matches known level spellings as literals; a buffer with another
+    spelling is decoded as plain strings (same answers) and teaches it the new ones."""
+    dec = Detector()._json
+    spellings = ["eRRoR", "Severe", "INFO", " error", "ALERT", "info "]
+    lines = [line(T0, f"s{i}", level=level) for i, level in enumerate(spellings)]
+    lines.append(b'{"ts":%d,"service":"null-level","level":null}' % T0)
+    data = b"\n".join(lines) + b"\n"
+    assert "eRRoR" not in dec._spellings
+    first = dec.decode(data, 1)
+    assert {"eRRoR", "Severe", " error", "info "} <= set(dec._spellings)
+    assert dec._fast is not None
+    again = dec.decode(data, 1)
+    expected = [True, False, False, True, True, False, False]
+    assert first.errors.tolist() == again.errors.tolist() == expected
+    assert first.services == again.services
+    assert dec.decode(data, 1).errors.tolist() == expected  # now all literals: the fast decoder
+
+
+def test_a_stream_of_endless_level_spellings_stops_using_literals() -> None:
+    dec = Detector()._json
+    for chunk in range(3):
+        data = b"".join(line(T0, "api", level=f"lvl-{chunk}-{i}") + b"\n" for i in range(120))
+        batch = dec.decode(data, 1)
+        assert len(batch) == 120
+        assert not batch.errors.any()
+    assert dec._fast is None  # 3 x 120 spellings: more than it keeps
+    data = line(T0, "api", level="Error") + b"\n" + line(T0, "api", level="odd") + b"\n"
+    assert dec.decode(data, 1).errors.tolist() == [True, False]
