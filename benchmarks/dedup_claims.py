@@ -171,7 +171,10 @@ anything: the floor under ``new incidents``."""
 
 
 async def batch_claims(dsn: str, seconds: float, rounds: int) -> None:
-    print(f"\nclaim_many(): batches of 1,000 anomalies, one statement each; best of {rounds} rounds")
+    print(
+        "\nclaim_many(): batches of 1,000 anomalies (a read-only pre-check, then a claim statement for"
+        f" what may change); best of {rounds} rounds"
+    )
     pool = await make_pool(dsn, 4, default_reset=False)
     best: dict[str, tuple[float, float]] = {}  # workload → (claims/s, batch p50 s)
 
