@@ -79,7 +79,6 @@ _SPEC: dict[str, tuple[str, Any]] = {
     "phi": ("key", np.float64),
     "phi_n": ("key", np.float64),
 }
-_ONES = ("phi", "phi_n")
 
 I64 = npt.NDArray[np.int64]
 
@@ -119,6 +118,14 @@ class KeyState:
         self.quarantined: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
         """Keys whose quarantine run is not zero (derived)."""
         self._scratch: dict[str, npt.NDArray[Any]] = {}
+        zero = np.zeros(1)
+        phi, phi_n = dispersion(
+            zero, zero, zero, zero, zero, zero,
+            config.max_dispersion, config.dispersion_prior, config.dispersion_prior_errors,
+        )  # fmt: skip
+        self._empty = {"phi": float(phi[0]), "phi_n": float(phi_n[0])}
+        """Derived values of a key with no baseline yet (new, evicted or relearning): what
+        :meth:`rebuild` computes from its zero sums, so that a restore reproduces them."""
         self._alloc(capacity)
 
     def _shape(self, kind: str, capacity: int) -> tuple[int, ...]:
@@ -133,8 +140,7 @@ class KeyState:
 
     def _alloc(self, capacity: int) -> None:
         for name, (kind, dtype) in _SPEC.items():
-            fresh = np.ones if name in _ONES else np.zeros
-            arr = fresh(self._shape(kind, capacity), dtype=dtype)
+            arr = np.full(self._shape(kind, capacity), self._empty.get(name, 0), dtype=dtype)
             old = getattr(self, name, None)
             if old is not None:
                 arr[..., : self.capacity] = old
@@ -166,7 +172,7 @@ class KeyState:
         """Zero every column of these key ids (a new or evicted key)."""
         for name in _SPEC:
             arr = getattr(self, name)
-            arr[..., rows] = 1 if name in _ONES else 0
+            arr[..., rows] = self._empty.get(name, 0)
 
     def clear_baseline(self, rows: npt.NDArray[np.intp]) -> None:
         """Forget the baseline of these keys (relearn): they warm up again from now."""
@@ -174,8 +180,8 @@ class KeyState:
             getattr(self, name)[..., rows] = 0
         for name in ("sum_n", "sum_e", "sum_k", "sum_slots", "sum_e2", "sum_ne", "sum_n2"):
             getattr(self, name)[rows] = 0
-        self.phi[rows] = 1.0
-        self.phi_n[rows] = 1.0
+        self.phi[rows] = self._empty["phi"]
+        self.phi_n[rows] = self._empty["phi_n"]
 
     def group(self, t: int, used: int) -> slice:
         """The keys whose baseline slot ends before bucket ``t``: ids congruent to ``t`` modulo
