@@ -22,9 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.buckets import PendingBuckets
+from detector.columns import Batch
 from detector.config import DetectorConfig
 from detector.counters import DetectorStats, Reason, Rejections
-from detector.ingest import Batch, JsonLinesDecoder, line_shape
+from detector.ingest import JsonLinesDecoder, line_shape
 from detector.keys import KeyRegistry
 from detector.messages import MessageSamples
 from detector.models import AnomalyEvent, EventKind, Signal, fingerprint

@@ -2,9 +2,11 @@
 
 ``Dedup(db, config).claim(anomaly)`` and ``claim_many(anomalies)`` return one
 :class:`ClaimResult` per anomaly, carrying a named :class:`ClaimReason`. The rules are written as
-a pure function in ``detector/dedup_rules.py`` (read its table); here they run inside **one SQL
-statement per call**, whatever the batch size (either call may first ask a read-only one whether
-it would change anything: ``DedupConfig.precheck``), so that any number of processors agree:
+a pure function in ``detector/dedup_rules.py`` (read its table); here each claim is decided and
+written by **one SQL statement**, whatever the batch size, so that any number of processors agree
+(either call first asks a read-only statement which claims would change anything, unless
+``DedupConfig.precheck`` is off, and new incidents for new fingerprints have a lean statement of
+their own: a call runs at most three statements, each its own transaction):
 
 - The database clock only: every time is ``now()`` of the claiming transaction. Processor clocks
   and event times are never compared with anything (they are stored, in ``latest``, for people).
@@ -139,9 +141,10 @@ class Dedup:
         With the pre-check (the default) a first statement reads the claim rows of the batch's
         fingerprints, sending only fingerprints and codes: fingerprints whose anomalies are all
         no-ops (duplicates, mostly, where several processors read the same logs) are answered
-        there. The others go whole to the claim statement: one statement for the batch, whatever
-        its size. Without the pre-check, that one statement answers the no-ops too, but every
-        anomaly is encoded and sent as JSON first."""
+        there. The others go whole to a claim statement, whatever the batch size: the
+        new-incident one for a fingerprint with no claim row and one anomaly in the batch, the
+        general one for the rest. Without the pre-check, the general statement answers
+        everything, the no-ops too, but every anomaly is encoded and sent as JSON first."""
         if not anomalies:
             return []
         fps, codes = _keys(anomalies)
@@ -168,9 +171,9 @@ class Dedup:
         indices: list[int],
     ) -> dict[int, ClaimResult]:
         """Claim the anomalies at ``indices`` with ``sql`` (CLAIM_ONE for one, else CLAIM_MANY),
-        after the pre-check when it is on; anomalies that come back as ``retry`` (another claimer
-        created their claim row meanwhile) go round again, pre-check first: they are normally
-        duplicates of that claim now."""
+        after the pre-check when it is on (which also sends new fingerprints to CLAIM_NEW);
+        anomalies that come back as ``retry`` (another claimer created their claim row meanwhile)
+        go round again, pre-check first: they are normally duplicates of that claim now."""
         own_transaction(self._db)
         if len(self._seen) >= _SEEN_MAX:
             self._seen.clear()

@@ -1,4 +1,4 @@
-"""OTLP/HTTP logs request bodies (protobuf and JSON) to a :class:`~detector.ingest.Batch`.
+"""OTLP/HTTP logs request bodies (protobuf and JSON) to a :class:`~detector.columns.Batch`.
 
 Both encodings carry ``resourceLogs → scopeLogs → logRecords``. Per record: the service is the
 ``service.name`` resource attribute; the project is the ``logwarden.project`` resource attribute
@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
+from detector.columns import DEFAULT_PROJECT, ERROR_LEVELS, Batch, EventColumns
 from detector.counters import Reason, Rejections
-from detector.ingest import DEFAULT_PROJECT, ERROR_LEVELS, Batch, EventColumns
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_TYPES = frozenset({"application/json"})

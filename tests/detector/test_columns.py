@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector import DetectorConfig
+from detector.columns import EventColumns
 from detector.counters import Rejections
-from detector.ingest import EventColumns
 from detector.key_index import SERVICE_WORDS, KeyIndex, Query
 from detector.keys import KeyRegistry
 from detector.packing import pack
