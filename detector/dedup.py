@@ -200,18 +200,12 @@ class Dedup:
         anomalies (into ``results``). Return the indices left to claim, in order, as two lists:
         the anomalies that are alone in the batch for a fingerprint with no claim row yet (they
         open new incidents: CLAIM_NEW), and the others."""
-        with translated("claim"):
-            if sql is CLAIM_ONE:
-                [index] = pending
-                rows = await self._db.fetch(PRECHECK, fps[index], codes[index])
-            else:
-                rows = await self._db.fetch(
-                    PRECHECK_MANY,
-                    ",".join([fps[i] for i in pending]),
-                    "".join([_DIGITS[codes[i]] for i in pending]),
-                )
-        if len(rows) != len(pending):
-            raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
+        if sql is CLAIM_ONE:
+            [index] = pending
+            rows = await self._fetch(PRECHECK, [fps[index], codes[index]], 1)
+        else:
+            texts = _texts([fps[i] for i in pending], [codes[i] for i in pending])
+            rows = await self._fetch(PRECHECK_MANY, texts, len(pending))
         writes: set[str] = set()
         unclaimed: set[str] = set()  # fingerprints with an anomaly that writes and no claim row
         noops: list[tuple[int, str, int | None]] = []
@@ -241,6 +235,14 @@ class Dedup:
             return claim, []
         return [i for i in claim if alone.get(fps[i]) != 1], fresh
 
+    async def _fetch(self, sql: str, args: list[object], expected: int) -> list[asyncpg.Record]:
+        """Run one claim-path statement; it answers each of the ``expected`` anomalies once."""
+        with translated("claim"):
+            rows = await self._db.fetch(sql, *args)
+        if len(rows) != expected:
+            raise DedupStorageError(f"claim: {len(rows)} answers for {expected} anomalies")
+        return rows
+
     async def _statement(
         self,
         sql: str,
@@ -255,24 +257,13 @@ class Dedup:
         fp_col, code_col, latest, subjects = _columns(anomalies, fps, codes, pending, self._seen)
         cfg = self.config
         args: list[object]
-        if sql is CLAIM_NEW:
-            args = [",".join(fp_col), "".join([_DIGITS[c] for c in code_col]), latest, subjects, cfg.window]
-        elif sql is CLAIM_MANY:
-            args = [
-                ",".join(fp_col),
-                "".join([_DIGITS[c] for c in code_col]),
-                latest,
-                subjects,
-                cfg.window,
-                cfg.repeat_interval,
-                ",".join(map(str, _ordinals(fp_col))),
-            ]
-        else:
+        if sql is CLAIM_ONE:
             args = [fp_col[0], code_col[0], latest[0], subjects[0], cfg.window, cfg.repeat_interval]
-        with translated("claim"):
-            rows = await self._db.fetch(sql, *args)
-        if len(rows) != len(pending):
-            raise DedupStorageError(f"claim: {len(rows)} answers for {len(pending)} anomalies")
+        else:
+            args = [*_texts(fp_col, code_col), latest, subjects, cfg.window]
+            if sql is CLAIM_MANY:
+                args += [cfg.repeat_interval, ",".join(map(str, _ordinals(fp_col)))]
+        rows = await self._fetch(sql, args, len(pending))
         retry: list[int] = []
         seen = self._seen
         for ord_, reason, incident_id, job_id, job_kind in rows:
@@ -291,6 +282,13 @@ _SEEN_MAX = 100_000
 _DIGITS = ("0", "1", "2")
 """Severity codes as characters: CLAIM_MANY takes the fingerprints (hex digits), the codes and the
 positions as one text each (asyncpg type-checks every element of an array parameter)."""
+
+
+def _texts(fps: list[str], codes: list[int]) -> list[object]:
+    """Fingerprints and severity codes as the batch statements take them (one text each)."""
+    return [",".join(fps), "".join([_DIGITS[c] for c in codes])]
+
+
 _MIN_WINDOW = 0.001
 """Below this window (seconds) a repeat may land outside it, so repeats are sent like any claim."""
 

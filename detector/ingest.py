@@ -220,16 +220,17 @@ class JsonLinesDecoder:
             return Batch.empty()
         where = _Where(first_line, numbers, len(rows))
         # Optional fields that no row sets need no further work: known from the reference counts
-        # of their defaults, or found by counting the defaults (a pointer comparison per row).
+        # of their defaults, or found by counting them (a pointer comparison per row where a row
+        # holds this decoder's default; an equal value set explicitly counts as well).
         projects: list[str] | None = None
         if not no_project:
             projects = [r.project for r in rows]
-            if projects.count(DEFAULT_PROJECT) == len(rows):
+            if projects.count(self._no_project) == len(rows):
                 projects = None
         statuses: list[int | None] | None = None
         if not no_status:
             statuses = [r.status for r in rows]
-            if statuses.count(NO_STATUS) == len(rows):
+            if statuses.count(self._no_status) == len(rows):
                 statuses = None
         return self.columns.build(
             [r.ts for r in rows],
