@@ -61,6 +61,13 @@ CASE
     THEN 'duplicate_in_window'
 END"""
 
+# Claim row `c` of anomaly `e`'s fingerprint as the statement's snapshot has it (no lock); LIMIT
+# keeps it a per-anomaly index probe whatever the plan.
+_SNAPSHOT_READ = """LEFT JOIN LATERAL (
+        SELECT c.incident_id, c.phase, c.severity, c.window_until
+        FROM incident_claims c WHERE c.fingerprint = e.fp COLLATE "C" LIMIT 1
+    ) c ON true"""
+
 # dedup_rules.decide() on state `s` (phase 'none' when there is no claim row) and event `e`.
 _DECIDE = """
 CASE
@@ -288,11 +295,7 @@ ev AS MATERIALIZED (
     FROM unnest(string_to_array($1::text, ','), string_to_array($2::text, NULL)::int2[],
                 $3::text[], $4::text[], string_to_array($7::text, ',')::int8[])
          WITH ORDINALITY AS e (fp, severity, latest, subject, k, ord)
-    -- a plain read of the snapshot; LIMIT keeps it a per-anomaly index probe whatever the plan
-    LEFT JOIN LATERAL (
-        SELECT c.incident_id, c.phase, c.severity, c.window_until
-        FROM incident_claims c WHERE c.fingerprint = e.fp LIMIT 1
-    ) c ON true
+    {_SNAPSHOT_READ}
 ),
 {_LOCK}
 -- fingerprints with several anomalies: the fold, one recursion level per anomaly
@@ -337,10 +340,7 @@ PRECHECK_MANY = f"""
 SELECT e.ord, c.incident_id, {_SNAPSHOT_NOOP} AS reason
 FROM unnest(string_to_array($1::text, ','), string_to_array($2::text, NULL)::int2[])
      WITH ORDINALITY AS e (fp, severity, ord)
-LEFT JOIN LATERAL (
-    SELECT c.incident_id, c.phase, c.severity, c.window_until
-    FROM incident_claims c WHERE c.fingerprint = e.fp COLLATE "C" LIMIT 1
-) c ON true
+{_SNAPSHOT_READ}
 """
 
 # New incidents for brand-new fingerprints: the anomalies ($1 fingerprints and $2 codes as one text
