@@ -133,6 +133,15 @@ class EventColumns:
         except KeyError:
             return self.error_flags([r.level for r in rows])
 
+    @staticmethod
+    def with_server_errors(
+        errors: npt.NDArray[np.bool_], statuses: list[int | None]
+    ) -> npt.NDArray[np.bool_]:
+        """``errors`` (modified) or'ed with the rows whose HTTP status is 5xx (None: no status)."""
+        if statuses.count(None) != len(statuses):
+            errors |= _server_errors(statuses)
+        return errors
+
     def _packed_flags(self, levels: list[str | None]) -> npt.NDArray[np.bool_]:
         """:meth:`error_flags` of a column of any levels, as packed words checked with numpy."""
         n = len(levels)
@@ -208,8 +217,8 @@ class EventColumns:
             errors = np.zeros(n, dtype=np.bool_)
         else:
             errors = levels if isinstance(levels, np.ndarray) else self.error_flags(levels)
-        if statuses is not None and statuses.count(None) != n:
-            errors |= _server_errors(statuses)
+        if statuses is not None:
+            errors = self.with_server_errors(errors, statuses)
         if not valid.all():
             keep = valid.tolist()
             rows = np.flatnonzero(valid)

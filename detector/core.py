@@ -300,7 +300,7 @@ class Detector:
             idle = st.last_seen[group] < t - cfg.idle_ttl_buckets
             if idle.any():
                 idle &= ~self._pending.holding(used)[group]
-                events += self._evict(np.arange(used)[group][idle], t)
+                events += self._evict(group[idle], t)
         arrays = self._pending.pop(t)
         if arrays is None:
             n = np.zeros(used, np.int64)

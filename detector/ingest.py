@@ -29,10 +29,12 @@ import bisect
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal, cast
+from itertools import compress
+from typing import Any, Literal, NamedTuple, cast
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from detector.columns import DEFAULT_PROJECT, Batch, EventColumns
 from detector.config import DetectorConfig
@@ -56,6 +58,8 @@ _SEED_SPELLINGS = tuple(
 """Level spellings the fast decoder knows from the start (see :meth:`JsonLinesDecoder._whole`)."""
 _MAX_SPELLINGS = 256
 _MAX_SPELLING_CHARS = 32
+_PIECE = 1 << 16
+"""Bytes of lines decoded at once on the fast path (see :meth:`JsonLinesDecoder._in_pieces`)."""
 _BLOCK = 256
 """Lines decoded at once in a buffer with bad lines: a bad line that only the decoder can tell
 (a wrong type, NaN, a bad byte inside a string) costs decoding the lines before it in its block
@@ -73,6 +77,17 @@ class LogLine(msgspec.Struct, gc=False):
     project: str = DEFAULT_PROJECT
     status: int | None = NO_STATUS
     """Absent is :data:`NO_STATUS`; null is None, as if absent."""
+
+
+class _Part(NamedTuple):
+    """Columns of consecutive decoded lines (see :meth:`JsonLinesDecoder._columns`)."""
+
+    ts: list[str | int | float]
+    services: list[str]
+    projects: list[str] | None
+    errors: npt.NDArray[np.bool_]
+    messages: list[str]
+    """Of the error lines, in order."""
 
 
 class _Where(Sequence[str]):
@@ -196,51 +211,98 @@ class JsonLinesDecoder:
         without copying them. Line numbers in rejection samples start at ``first_line``;
         ``shape`` (:func:`line_shape` of the range, when the caller has it) saves a pass.
 
-        The whole range is decoded at once only when every line starts with ``{``: each line
-        then yields at least one value or fails, so as many values as lines means one per line.
-        (``decode_lines`` skips blank lines and accepts several values on one line, so an empty
-        line and a line holding two values would otherwise cancel out.)"""
+        The range is decoded a piece at a time (:meth:`_in_pieces`) only when every line starts
+        with ``{``: each line then yields at least one value or fails, so as many values as
+        lines means one per line. (``decode_lines`` skips blank lines and accepts several values
+        on one line, so an empty line and a line holding two values would otherwise cancel
+        out.) Otherwise, or when a piece holds a bad line, the careful path decodes the range."""
         end = len(buf) if end is None else end
         if end <= start:
             return Batch.empty()
         newlines, braces = line_shape(buf, start, end) if shape is None else shape
         n_lines = newlines + (0 if buf[end - 1] == 10 else 1)
-        rows: list[LogLine] | None = None
-        numbers: list[int] | None = None
-        no_project = no_status = False
         if braces == n_lines and not _has_long_line(buf, self.config.max_line_bytes, start, end):
-            before = self._defaults()
-            decoded = self._whole(memoryview(buf)[start:end])
-            if decoded is not None and len(decoded) == n_lines:
-                rows = decoded
-                no_project, no_status = self._filled(before, len(rows))
-        if rows is None:
-            rows, numbers = self._careful(buf, start, end, first_line)
+            parts = self._in_pieces(buf, start, end, n_lines)
+            if parts is not None:
+                return self._build(parts, _Where(first_line, None, n_lines))
+        rows, numbers = self._careful(buf, start, end, first_line)
         if not rows:
             return Batch.empty()
-        where = _Where(first_line, numbers, len(rows))
-        # Optional fields that no row sets need no further work: known from the reference counts
-        # of their defaults, or found by counting them (a pointer comparison per row where a row
-        # holds this decoder's default; an equal value set explicitly counts as well).
+        part = self._columns(rows, False, False)
+        return self._build([part], _Where(first_line, numbers, len(rows)))
+
+    def _in_pieces(self, buf: bytes, start: int, end: int, n_lines: int) -> list[_Part] | None:
+        """The columns of every line in ``buf[start:end]``, decoded :data:`_PIECE` bytes at a
+        time; None if some line is bad (the careful path then finds it).
+
+        The objects decoded from a piece (a struct and three strings a line, about three times
+        the piece's bytes) are taken apart while they are still in the core's cache, and the
+        structs are freed before the next piece is decoded. Decoded a 1 MiB chunk at once, they
+        would not fit: each later pass over them (taking out each field, freeing them) would
+        miss the cache, which costs most where the rest of the detector (a large key index,
+        the state of many keys) competes for the cache too."""
+        view = memoryview(buf)
+        parts: list[_Part] = []
+        decoded = 0
+        pos = start
+        while pos < end:
+            cut = buf.find(b"\n", pos + _PIECE, end) + 1 if end - pos > _PIECE else 0
+            stop = cut if cut > 0 else end
+            part = self._piece(view[pos:stop])
+            if part is None:
+                return None
+            decoded += len(part.ts)
+            parts.append(part)
+            pos = stop
+        return parts if decoded == n_lines else None
+
+    def _piece(self, view: memoryview) -> _Part | None:
+        """The columns of one piece's lines (their structs are freed on return)."""
+        before = self._defaults()
+        rows = self._whole(view)
+        if rows is None:
+            return None
+        return self._columns(rows, *self._filled(before, len(rows)))
+
+    def _columns(self, rows: list[LogLine], no_project: bool, no_status: bool) -> _Part:
+        """The fields of decoded lines as columns: timestamps, services, projects (None when no
+        line has one), error flags (level or 5xx status) and the messages of error lines.
+
+        ``no_project``, ``no_status``: known already that no line sets that field (see
+        :meth:`_filled`); otherwise it is counted (a pointer comparison per row where a row
+        holds this decoder's default; an equal value set explicitly counts as well)."""
+        n = len(rows)
         projects: list[str] | None = None
         if not no_project:
             projects = [r.project for r in rows]
-            if projects.count(self._no_project) == len(rows):
+            if projects.count(self._no_project) == n:
                 projects = None
-        statuses: list[int | None] | None = None
+        errors = self.columns.line_flags(rows)
         if not no_status:
             statuses = [r.status for r in rows]
-            if statuses.count(self._no_status) == len(rows):
-                statuses = None
-        return self.columns.build(
-            [r.ts for r in rows],
-            [r.service for r in rows],
-            projects,
-            self.columns.line_flags(rows),
-            statuses,
-            lambda i: rows[i].message or "",
-            where,
-        )
+            if statuses.count(self._no_status) != n:
+                errors = self.columns.with_server_errors(errors, statuses)
+        messages = [r.message or "" for r in compress(rows, errors.tolist())] if errors.any() else []
+        return _Part([r.ts for r in rows], [r.service for r in rows], projects, errors, messages)
+
+    def _build(self, parts: list[_Part], where: _Where) -> Batch:
+        """One :class:`Batch` of the columns of consecutive pieces."""
+        if len(parts) == 1:
+            ts, services, projects, errors, messages = parts[0]
+        else:
+            ts, services, messages = [], [], []
+            for part in parts:
+                ts += part.ts
+                services += part.services
+                messages += part.messages
+            errors = np.concatenate([part.errors for part in parts])
+            projects = None
+            if any(part.projects is not None for part in parts):
+                projects = []
+                for part in parts:
+                    projects += part.projects or [self._no_project] * len(part.ts)
+        by_row = dict(zip(np.flatnonzero(errors).tolist(), messages, strict=True)) if messages else {}
+        return self.columns.build(ts, services, projects, errors, None, by_row.__getitem__, where)
 
     # -- the careful path: some line in the buffer is bad -----------------------------------
 

@@ -29,6 +29,9 @@ from detector.config import DetectorConfig
 from detector.vectorised import dispersion
 
 SLOT_MAX = 2**26
+GROUP_KEYS = 64
+"""Consecutive key ids that complete their baseline slots at the same bucket (see
+:meth:`KeyState.group`); capacities are multiples of it."""
 BUCKET_MAX = 2**31 - 1
 
 RAW_FIELDS = (
@@ -139,6 +142,7 @@ class KeyState:
         return (*extra, capacity)
 
     def _alloc(self, capacity: int) -> None:
+        capacity = -(-capacity // GROUP_KEYS) * GROUP_KEYS
         for name, (kind, dtype) in _SPEC.items():
             arr = np.full(self._shape(kind, capacity), self._empty.get(name, 0), dtype=dtype)
             old = getattr(self, name, None)
@@ -183,52 +187,73 @@ class KeyState:
         self.phi[rows] = self._empty["phi"]
         self.phi_n[rows] = self._empty["phi_n"]
 
-    def group(self, t: int, used: int) -> slice:
-        """The keys whose baseline slot ends before bucket ``t``: ids congruent to ``t`` modulo
-        ``slot_buckets``. Staggering the keys spreads the slot work evenly over the buckets."""
-        return slice(t % self.config.slot_buckets, used, self.config.slot_buckets)
+    def group(self, t: int, used: int) -> npt.NDArray[np.intp]:
+        """The ids below ``used`` of the keys whose baseline slot ends before bucket ``t``.
+
+        Keys are staggered over the ``slot_buckets`` buckets of a slot in blocks of
+        :data:`GROUP_KEYS` consecutive ids: block ``b`` rolls at the buckets congruent to ``b``
+        modulo ``slot_buckets``. That spreads the slot work evenly over the buckets, and a
+        group is a few runs of adjacent memory in every column (a group of single keys with
+        ``slot_buckets`` between them would touch a cache line per key and column)."""
+        ids = self._blocks(np.arange(self.capacity), t, used).ravel()
+        return ids[ids < used] if len(ids) and ids[-1] >= used else ids
+
+    def _blocks(self, column: npt.NDArray[Any], t: int, used: int) -> npt.NDArray[Any]:
+        """A view of the group's keys in a per-key ``column`` (see :meth:`group`): one row per
+        block. The last block may run past ``used``; its rows there are all zero (or the empty
+        derived values), which a roll leaves as they are."""
+        blocks = -(-used // GROUP_KEYS)
+        start = t % self.config.slot_buckets
+        return column[: blocks * GROUP_KEYS].reshape(blocks, GROUP_KEYS)[start :: self.config.slot_buckets]
 
     def roll(self, t: int, used: int) -> None:
         """Before bucket ``t``: the keys of :meth:`group` complete their current slot, which
         replaces their oldest one."""
         cfg = self.config
         pos = (t // cfg.slot_buckets) % cfg.baseline_slots
-        u = self.group(t, used)
+
+        def g(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return self._blocks(column, t, used)
+
         if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
             # any event in the ring is an event in the widest window (one row, not the ring)
-            seen = self.wsum_n[-1, u] > 0
-            np.putmask(self.last_seen[u], seen, t - 1)
-        # the group is a strided view: work on compact copies, write back once
-        old_n = self.ring_n[pos, u].astype(np.int64)
-        old_e = self.ring_e[pos, u].astype(np.int64)
-        old_k = self.ring_k[pos, u].astype(np.int64)
-        new_n = np.minimum(self.cur_n[u], SLOT_MAX)
-        new_e = np.minimum(self.cur_e[u], SLOT_MAX)
-        new_k = self.cur_k[u].copy()
-        self.sum_n[u] += new_n - old_n
-        self.sum_e[u] += new_e - old_e
-        self.sum_k[u] += new_k - old_k
-        self.sum_slots[u] += (new_k > 0).view(np.int8) - (old_k > 0).view(np.int8)
-        self.sum_e2[u] += new_e * new_e - old_e * old_e
-        self.sum_ne[u] += new_n * new_e - old_n * old_e
-        self.sum_n2[u] += new_n * new_n - old_n * old_n
-        self.ring_n[pos, u] = new_n
-        self.ring_e[pos, u] = new_e
-        self.ring_k[pos, u] = new_k
-        self.cur_n[u] = 0
-        self.cur_e[u] = 0
-        self.cur_k[u] = 0
-        self._dispersion(u)
+            np.putmask(g(self.last_seen), g(self.wsum_n[-1]) > 0, t - 1)
+        ring_n, ring_e, ring_k = g(self.ring_n[pos]), g(self.ring_e[pos]), g(self.ring_k[pos])
+        cur_n, cur_e, cur_k = g(self.cur_n), g(self.cur_e), g(self.cur_k)
+        old_n = ring_n.astype(np.int64)
+        old_e = ring_e.astype(np.int64)
+        old_k = ring_k.astype(np.int64)
+        new_n = np.minimum(cur_n, SLOT_MAX)
+        new_e = np.minimum(cur_e, SLOT_MAX)
+        new_k = cur_k.copy()
+        sum_n, sum_e, sum_k, sum_slots = g(self.sum_n), g(self.sum_e), g(self.sum_k), g(self.sum_slots)
+        sum_e2, sum_ne, sum_n2 = g(self.sum_e2), g(self.sum_ne), g(self.sum_n2)
+        sum_n += new_n - old_n
+        sum_e += new_e - old_e
+        sum_k += new_k - old_k
+        sum_slots += (new_k > 0).view(np.int8) - (old_k > 0).view(np.int8)
+        sum_e2 += new_e * new_e - old_e * old_e
+        sum_ne += new_n * new_e - old_n * old_e
+        sum_n2 += new_n * new_n - old_n * old_n
+        ring_n[...] = new_n
+        ring_e[...] = new_e
+        ring_k[...] = new_k
+        cur_n[...] = 0
+        cur_e[...] = 0
+        cur_k[...] = 0
+        phi, phi_n = self._dispersion_of(g)
+        g(self.phi)[...] = phi
+        g(self.phi_n)[...] = phi_n
 
-    def _dispersion(self, u: slice) -> None:
-        """Recompute phi, phi_n for the keys in ``u`` from their (exact) rolling sums."""
-        self.phi[u], self.phi_n[u] = dispersion(
-            self.sum_slots[u].astype(np.float64),
-            self.sum_e[u].astype(np.float64),
-            self.sum_n[u].astype(np.float64),
-            self.sum_e2[u].astype(np.float64),
-            self.sum_ne[u].astype(np.float64),
-            self.sum_n2[u].astype(np.float64),
+    def _dispersion_of(self, select: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """phi, phi_n of the keys ``select(column)`` picks, from their (exact) rolling sums."""
+        return dispersion(
+            select(self.sum_slots).astype(np.float64),
+            select(self.sum_e).astype(np.float64),
+            select(self.sum_n).astype(np.float64),
+            select(self.sum_e2).astype(np.float64),
+            select(self.sum_ne).astype(np.float64),
+            select(self.sum_n2).astype(np.float64),
             self.config.max_dispersion,
             self.config.dispersion_prior,
             self.config.dispersion_prior_errors,
@@ -247,7 +272,7 @@ class KeyState:
         self.sum_e2[u] = (e * e).sum(axis=0)
         self.sum_ne[u] = (n * e).sum(axis=0)
         self.sum_n2[u] = (n * n).sum(axis=0)
-        self._dispersion(u)
+        self.phi[u], self.phi_n[u] = self._dispersion_of(lambda column: column[u])
         self.quarantined = np.flatnonzero(self.quarantine[u] > 0)
         width = self.config.windows[-1]
         for i, w in enumerate(self.config.windows):

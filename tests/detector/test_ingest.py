@@ -313,3 +313,42 @@ def test_a_stream_of_endless_level_spellings_stops_using_literals() -> None:
     assert dec._fast is None  # 3 x 120 spellings: more than it keeps
     data = line(T0, "api", level="Error") + b"\n" + line(T0, "api", level="odd") + b"\n"
     assert dec.decode(data, 1).errors.tolist() == [True, False]
+
+
+def test_a_long_buffer_is_decoded_in_pieces_each_knowing_its_optional_columns_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several pieces; in each, no line sets project or status, and the reference counts tell
+    so (the previous piece's structs are freed before the next is decoded, or its count would
+    be off)."""
+    from detector import ingest
+
+    monkeypatch.setattr(ingest, "_PIECE", 4096)
+    dec = Detector()._json
+    seen: list[tuple[int, bool, bool]] = []
+    columns = dec._columns
+
+    def spy(rows: list[ingest.LogLine], no_project: bool, no_status: bool) -> ingest._Part:
+        seen.append((len(rows), no_project, no_status))
+        return columns(rows, no_project, no_status)
+
+    monkeypatch.setattr(dec, "_columns", spy)
+    lines = [line(T0 + i // 100, f"s{i % 7}", level="error" if i % 10 == 3 else "info") for i in range(1000)]
+    data = b"\n".join(lines) + b"\n"
+    batch = dec.decode(data, 1)
+    assert len(seen) > 5
+    assert all(no_project and no_status for _, no_project, no_status in seen)
+    assert sum(n for n, _, _ in seen) == 1000
+    assert batch.services == [f"s{i % 7}" for i in range(1000)]
+    assert batch.seconds.tolist() == [T0 + i // 100 for i in range(1000)]
+    assert batch.errors.tolist() == [i % 10 == 3 for i in range(1000)]
+    assert len(batch.messages) == 100
+    # a line with a project in a later piece: counted there, the other pieces' rows default
+    lines[777] = line(T0, "s0", project="shop")
+    batch = dec.decode(b"\n".join(lines) + b"\n", 1)
+    assert batch.projects == ["shop" if i == 777 else "default" for i in range(1000)]
+    # a bad line in some piece: the careful path, nothing else lost
+    lines[500] = b'{"ts":"yesterday","service":"s1"}'
+    batch = dec.decode(b"\n".join(lines) + b"\n", 1)
+    assert len(batch) == 999
+    assert batch.label(500) == "line 502"
