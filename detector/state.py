@@ -195,7 +195,8 @@ class KeyState:
         modulo ``slot_buckets``. That spreads the slot work evenly over the buckets, and a
         group is a few runs of adjacent memory in every column (a group of single keys with
         ``slot_buckets`` between them would touch a cache line per key and column)."""
-        ids = self._blocks(np.arange(self.capacity), t, used).ravel()
+        blocks = np.arange(t % self.config.slot_buckets, -(-used // GROUP_KEYS), self.config.slot_buckets)
+        ids = (blocks[:, None] * GROUP_KEYS + np.arange(GROUP_KEYS)).ravel()
         return ids[ids < used] if len(ids) and ids[-1] >= used else ids
 
     def _blocks(self, column: npt.NDArray[Any], t: int, used: int) -> npt.NDArray[Any]:
