@@ -20,6 +20,7 @@ at the default slot width), which keeps every sum of squares inside int64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -195,7 +196,7 @@ class KeyState:
         modulo ``slot_buckets``. That spreads the slot work evenly over the buckets, and a
         group is a few runs of adjacent memory in every column (a group of single keys with
         ``slot_buckets`` between them would touch a cache line per key and column)."""
-        blocks = np.arange(t % self.config.slot_buckets, -(-used // GROUP_KEYS), self.config.slot_buckets)
+        blocks = np.arange(*self._block_range(t, used))
         ids = (blocks[:, None] * GROUP_KEYS + np.arange(GROUP_KEYS)).ravel()
         return ids[ids < used] if len(ids) and ids[-1] >= used else ids
 
@@ -203,9 +204,12 @@ class KeyState:
         """A view of the group's keys in a per-key ``column`` (see :meth:`group`): one row per
         block. The last block may run past ``used``; its rows there are all zero (or the empty
         derived values), which a roll leaves as they are."""
-        blocks = -(-used // GROUP_KEYS)
-        start = t % self.config.slot_buckets
-        return column[: blocks * GROUP_KEYS].reshape(blocks, GROUP_KEYS)[start :: self.config.slot_buckets]
+        start, blocks, step = self._block_range(t, used)
+        return column[: blocks * GROUP_KEYS].reshape(blocks, GROUP_KEYS)[start::step]
+
+    def _block_range(self, t: int, used: int) -> tuple[int, int, int]:
+        """(first block, blocks in use, step) of the group of bucket ``t``."""
+        return t % self.config.slot_buckets, -(-used // GROUP_KEYS), self.config.slot_buckets
 
     def roll(self, t: int, used: int) -> None:
         """Before bucket ``t``: the keys of :meth:`group` complete their current slot, which
@@ -246,7 +250,9 @@ class KeyState:
         g(self.phi)[...] = phi
         g(self.phi_n)[...] = phi_n
 
-    def _dispersion_of(self, select: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def _dispersion_of(
+        self, select: Callable[[npt.NDArray[Any]], npt.NDArray[Any]]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """phi, phi_n of the keys ``select(column)`` picks, from their (exact) rolling sums."""
         return dispersion(
             select(self.sum_slots).astype(np.float64),
