@@ -17,14 +17,15 @@ I64 = npt.NDArray[np.int64]
 
 
 class PendingBuckets:
-    """bucket index -> (events per key, errors per key), arrays of ``capacity`` int64."""
+    """bucket index -> events and errors per key: a (2, ``capacity``) int64 array, rows
+    :data:`~detector.state.N` and :data:`~detector.state.E` (unpacks as ``n, e``)."""
 
     __slots__ = ("_spare", "buckets", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.buckets: dict[int, tuple[I64, I64]] = {}
-        self._spare: list[tuple[I64, I64]] = []
+        self.buckets: dict[int, I64] = {}
+        self._spare: list[I64] = []
 
     def __bool__(self) -> bool:
         return bool(self.buckets)
@@ -35,26 +36,19 @@ class PendingBuckets:
     def grow(self, capacity: int) -> None:
         if capacity <= self.capacity:
             return
-        for b, (n, e) in list(self.buckets.items()):
-            n2, e2 = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64)
-            n2[: self.capacity], e2[: self.capacity] = n, e
-            self.buckets[b] = (n2, e2)
+        for b, counts in list(self.buckets.items()):
+            grown = np.zeros((2, capacity), np.int64)
+            grown[:, : self.capacity] = counts
+            self.buckets[b] = grown
         self._spare.clear()
         self.capacity = capacity
 
-    def _arrays(self, bucket: int) -> tuple[I64, I64]:
-        arrays = self.buckets.get(bucket)
-        if arrays is None:
-            arrays = (
-                self._spare.pop()
-                if self._spare
-                else (
-                    np.zeros(self.capacity, np.int64),
-                    np.zeros(self.capacity, np.int64),
-                )
-            )
-            self.buckets[bucket] = arrays
-        return arrays
+    def _arrays(self, bucket: int) -> I64:
+        counts = self.buckets.get(bucket)
+        if counts is None:
+            counts = self._spare.pop() if self._spare else np.zeros((2, self.capacity), np.int64)
+            self.buckets[bucket] = counts
+        return counts
 
     def add(self, buckets: I64, keys: I64, errors: npt.NDArray[np.bool_]) -> None:
         """Count events (one per row) into their bucket and key."""
@@ -104,15 +98,13 @@ class PendingBuckets:
             mask |= n[:used] > 0
         return mask
 
-    def pop(self, bucket: int) -> tuple[I64, I64] | None:
+    def pop(self, bucket: int) -> I64 | None:
         return self.buckets.pop(bucket, None)
 
-    def recycle(self, arrays: tuple[I64, I64]) -> None:
-        n, e = arrays
-        if len(n) == self.capacity and len(self._spare) < 4:
-            n[:] = 0
-            e[:] = 0
-            self._spare.append(arrays)
+    def recycle(self, counts: I64) -> None:
+        if counts.shape[1] == self.capacity and len(self._spare) < 4:
+            counts[...] = 0
+            self._spare.append(counts)
 
     def to_state(self, used: int) -> list[list[Any]]:
         return [[b, n[:used].tobytes(), e[:used].tobytes()] for b, (n, e) in sorted(self.buckets.items())]

@@ -301,15 +301,16 @@ class Detector:
             if idle.any():
                 idle &= ~self._pending.holding(used)[group]
                 events += self._evict(group[idle], t)
-        arrays = self._pending.pop(t)
-        if arrays is None:
-            n = np.zeros(used, np.int64)
-            e = np.zeros(used, np.int64)
-        else:
-            n, e = arrays[0][:used], arrays[1][:used]
-        verdicts = close_bucket(st, t, n, e, used, volume=complete)
-        if arrays is not None:
-            self._pending.recycle(arrays)
+        counts = self._pending.pop(t)
+        verdicts = close_bucket(
+            st,
+            t,
+            np.zeros((2, used), np.int64) if counts is None else counts[:, :used],
+            used,
+            volume=complete,
+        )
+        if counts is not None:
+            self._pending.recycle(counts)
         self._messages.close(t)
         self._counts["closed"] += 1
         return events + [self._event(v, t) for v in verdicts]

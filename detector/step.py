@@ -29,7 +29,7 @@ import numpy.typing as npt
 from detector.config import DetectorConfig
 from detector.models import EventKind, Severity, Signal
 from detector.scoring import deviance_z1, rate_of_change, score
-from detector.state import BUCKET_MAX, KeyState
+from detector.state import E, K, KeyState, N
 from detector.vectorised import deviance_z
 
 I64 = npt.NDArray[np.int64]
@@ -69,12 +69,12 @@ class _Scored:
     def best(cls, keys: Keys, z: F64, severe: npt.NDArray[np.bool_]) -> _Scored:
         """Per key (column), the window (row) with the highest z; critical if any is severe."""
         window = z.argmax(axis=0)
-        critical: npt.NDArray[np.bool_] = np.asarray(severe.any(axis=0))
+        critical: npt.NDArray[np.bool_] = np.logical_or.reduce(severe, axis=0)
         return cls(keys, z[window, np.arange(len(keys))], window, critical)
 
     @classmethod
     def none(cls) -> _Scored:
-        return cls(np.zeros(0, np.intp), np.zeros(0), np.zeros(0, np.intp), np.zeros(0, np.bool_))
+        return _NONE
 
     def anomalous(self, cfg: DetectorConfig) -> npt.NDArray[np.bool_]:
         return self.z >= cfg.z_threshold
@@ -83,68 +83,77 @@ class _Scored:
         return self.keys[self.z >= cfg.z_clear]
 
 
+_NONE = _Scored(np.zeros(0, np.intp), np.zeros(0), np.zeros(0, np.intp), np.zeros(0, np.bool_))
+"""No key scored (shared: nothing writes to a _Scored's arrays)."""
+
+
 @dataclass(slots=True)
 class _Baseline:
-    """Baseline sums of every key as they were before this bucket (whole numbers). Errors are
-    summed only where asked for: the error score looks at a few candidate keys."""
+    """Baseline sums of every key as they were before this bucket: events, errors and admitted
+    buckets (rows ``N``, ``E``, ``K`` of ``counts``; whole numbers, exact in float64)."""
 
-    st: KeyState
-    n: F64
-    k: F64
+    counts: F64
 
-    def e(self, keys: Keys | int) -> F64:
-        e: F64 = np.add(self.st.sum_e[keys], self.st.cur_e[keys], dtype=np.float64)
-        return e
+    @property
+    def n(self) -> F64:
+        row: F64 = self.counts[N]
+        return row
+
+    @property
+    def e(self) -> F64:
+        row: F64 = self.counts[E]
+        return row
+
+    @property
+    def k(self) -> F64:
+        row: F64 = self.counts[K]
+        return row
 
 
-def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: bool = True) -> list[Verdict]:
-    """Close bucket ``t`` with per-key ``n`` events and ``e`` errors (arrays of length ``used``).
-    ``volume=False`` skips volume-collapse judgement (an incomplete bucket, see ``flush``)."""
+def close_bucket(st: KeyState, t: int, counts: I64, used: int, *, volume: bool = True) -> list[Verdict]:
+    """Close bucket ``t`` with per-key events and errors ``counts`` (rows ``N`` and ``E``, ``used``
+    keys). ``volume=False`` skips volume-collapse judgement (an incomplete bucket, see ``flush``)."""
     cfg = st.config
-    u = slice(0, used)
-    if used and int(n.max()) > BUCKET_MAX:
-        np.minimum(n, BUCKET_MAX, out=n)
-        np.minimum(e, n, out=e)
     width = cfg.windows[-1]
+    # the bucket's counts, clipped so that window sums stay inside int32 (errors <= events stays)
+    ne = np.minimum(counts, st.bucket_max, out=st.scratch("ne", np.int32, 2)[:, :used], casting="unsafe")
+    wsum, ring = st.wsum[..., :used], st.win[..., :used]
     for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
-        for sums, ring, new in ((st.wsum_n, st.win_n, n), (st.wsum_e, st.win_e, e)):
-            row = sums[i, u]
-            if w == 1:
-                row[...] = new
-            else:
-                np.subtract(row, ring[(t - w) % width, u], out=row)
-                row += new
-    st.win_n[t % width, u] = n
-    st.win_e[t % width, u] = e
+        if w == 1:
+            wsum[i] = ne
+        else:
+            np.subtract(wsum[i], ring[(t - w) % width], out=wsum[i])
+            wsum[i] += ne
+    ring[t % width] = ne
 
-    base = _Baseline(  # whole numbers, exact in float64
-        st,
-        np.add(st.sum_n[u], st.cur_n[u], out=st.scratch("nb", np.float64)[u]),
-        np.add(st.sum_k[u], st.cur_k[u], out=st.scratch("kb", np.float64)[u]),
+    base = _Baseline(
+        np.add(st.sums[: K + 1, :used], st.cur[:, :used], out=st.scratch("base", np.float64, 3)[:, :used])
     )
-    warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[u])
+    warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[:used])
     err = _score_errors(cfg, st, warm, base, used)
-    col = _score_collapse(cfg, st, warm, base, used) if volume else _Scored.none()
+    col = _score_collapse(cfg, st, warm, base, used) if volume else _NONE
 
-    suspicious = err.suspicious(cfg)
-    if len(col.keys):
-        suspicious = np.union1d(suspicious, col.suspicious(cfg))
+    # suspicious: some window of either signal at or above z_clear (marked, then listed in order)
+    marks = st.marks("suspicious")
+    marks[err.suspicious(cfg)] = True
+    marks[col.suspicious(cfg)] = True
+    suspicious = marks[:used].nonzero()[0]
     quarantine = st.quarantine[suspicious] + 1
     relearn = suspicious[quarantine >= cfg.relearn_buckets] if len(suspicious) else suspicious
 
     stats = _Stats(cfg, st, t, base)
     verdicts: list[Verdict] = []
-    _hysteresis(cfg, st, Signal.ERROR_RATE, err, suspicious, relearn, stats, verdicts)
-    _hysteresis(cfg, st, Signal.VOLUME_COLLAPSE, col, suspicious, relearn, stats, verdicts)
+    _hysteresis(cfg, st, Signal.ERROR_RATE, err, marks, relearn, stats, verdicts)
+    _hysteresis(cfg, st, Signal.VOLUME_COLLAPSE, col, marks, relearn, stats, verdicts)
+    marks[suspicious] = False
 
     # admission: every bucket joins the current slot except the suspicious ones
-    st.cur_n[u] += n
-    st.cur_e[u] += e
-    st.cur_k[u] += 1
+    cur = st.cur[:, :used]
+    cur[:K] += ne
+    cur[K] += 1
     if len(suspicious):
-        st.cur_n[suspicious] -= n[suspicious]
-        st.cur_e[suspicious] -= e[suspicious]
-        st.cur_k[suspicious] -= 1
+        cur[:K, suspicious] -= ne[:, suspicious]
+        cur[K, suspicious] -= 1
     if len(st.quarantined):
         st.quarantine[st.quarantined] = 0
     if len(suspicious):
@@ -153,93 +162,103 @@ def close_bucket(st: KeyState, t: int, n: I64, e: I64, used: int, *, volume: boo
     if len(relearn):
         st.clear_baseline(relearn)
     if width < cfg.slot_buckets:  # else the slot roll reads activity from the window ring
-        np.putmask(st.last_seen[u], n > 0, t)
+        np.putmask(st.last_seen[:used], ne[N] > 0, t)
     return verdicts
 
 
 def _score_errors(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    u = slice(0, used)
     least = max(cfg.min_errors, 1)
     # A window can only alert with at least `least` errors in it, and the widest window holds
     # the most (windows are nested): one pass over every key picks the candidates.
-    enough = np.greater_equal(st.wsum_e[-1, u], least, out=st.scratch("any", np.bool_)[u])
+    enough = np.greater_equal(st.wsum[-1, E, :used], least, out=st.scratch("any", np.bool_)[:used])
     enough &= warm
-    keys = np.flatnonzero(enough)
+    keys = enough.nonzero()[0]
     if not len(keys):
-        return _Scored.none()
-    xs = np.take(st.wsum_e, keys, axis=1)
-    vs = np.take(st.wsum_n, keys, axis=1)
-    es = base.e(keys)
+        return _NONE
+    window = np.take(st.wsum, keys, axis=2).astype(np.float64)  # [window][n, e][key]
+    xs, vs = window[:, E], window[:, N]
+    b = np.take(base.counts[: E + 1], keys, axis=1)
+    es = b[E]
     ps = es + 0.5
-    ps /= base.n[keys] + 1.0
-    lams = np.maximum(vs * ps, cfg.expected_floor)
+    ps /= b[N] + 1.0
+    expected = vs * ps
+    lams = np.maximum(expected, cfg.expected_floor)
     # Selective and necessary for z >= z_clear: (x - lam)^2 >= z_clear^2 * phi * lam, because the
-    # deviance z of an excess never exceeds the Gaussian one. The other gates run on the keys
-    # that pass.
+    # deviance z of an excess never exceeds the Gaussian one (it also implies x > lam); then the
+    # other gates.
     d = xs - lams
     d *= np.abs(d)
-    bound = lams * st.phi[keys]
-    bound *= cfg.z_clear**2
-    gates = d >= bound
-    keep = gates.any(axis=0)
-    if not keep.all():
-        keys, xs, vs, es, ps, lams, gates = (
-            keys[keep],
-            xs[:, keep],
-            vs[:, keep],
-            es[keep],
-            ps[keep],
-            lams[:, keep],
-            gates[:, keep],
-        )
-        if not len(keys):
-            return _Scored.none()
-    gates &= (xs >= least) & (xs >= cfg.min_ratio * ps * vs) & (xs > lams)
+    phi = np.take(st.phi, keys)
+    gates = d >= lams * (phi * cfg.z_clear**2)
+    gates &= xs >= np.maximum(least, cfg.min_ratio * expected)
     gates &= vs >= cfg.min_volume
+    cols = np.logical_or.reduce(gates, axis=0).nonzero()[0]
+    if not len(cols):
+        return _NONE
+    if 2 * len(cols) < len(keys) and len(keys) > 64:  # below that, the gathers cost more calls than they save
+        keys, es, phi = keys[cols], es[cols], phi[cols]
+        xs, vs, expected, lams, gates = (
+            xs[:, cols],
+            vs[:, cols],
+            expected[:, cols],
+            lams[:, cols],
+            gates[:, cols],
+        )
     # the baseline rate is itself estimated: its variance adds (p v)^2 / errors, relative (p v) / errors
-    phi = st.phi[keys] * (1.0 + ps * vs / (es + 1.0))
-    z = np.where(gates, deviance_z(xs, lams, phi), -np.inf)
-    crit = ((z >= cfg.critical_z) & (xs >= cfg.critical_ratio * ps * vs)) | (
-        xs >= cfg.critical_error_rate * vs
-    )
-    return _Scored.best(keys, z, crit & (z >= cfg.z_threshold))
+    spread = expected / (es + 1.0)
+    spread += 1.0
+    spread *= phi
+    z = deviance_z(xs, lams, spread)
+    np.putmask(z, ~gates, -np.inf)
+    crit = (z >= cfg.critical_z) & (xs >= cfg.critical_ratio * expected)
+    crit |= xs >= cfg.critical_error_rate * vs
+    crit &= z >= cfg.z_threshold
+    return _Scored.best(keys, z, crit)
 
 
 def _score_collapse(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    u = slice(0, used)
-    floor = np.multiply(base.k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[u])
-    busy = np.greater_equal(base.n, floor, out=st.scratch("busy", np.bool_)[u])
+    n, k = base.n, base.k
+    floor = np.multiply(k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[:used])
+    busy = np.greater_equal(n, floor, out=st.scratch("busy", np.bool_)[:used])
     busy &= warm
-    sizes = np.array(cfg.windows, dtype=np.float64)[:, None]
-    # low in some window: volume * buckets <= ratio * baseline volume * window length
+    volume = st.wsum[:, N]
+    sizes = st.window_sizes
+    # low in some window: volume <= ratio * baseline volume per bucket * window length
     if 4 * int(np.count_nonzero(busy)) < used:  # few busy keys: work on them alone
-        keys = np.flatnonzero(busy)
+        keys = busy.nonzero()[0]
         if not len(keys):
-            return _Scored.none()
-        lhs = np.take(st.wsum_n, keys, axis=1) * base.k[keys]
-        rhs = sizes * (base.n[keys] * cfg.collapse_ratio)
-        low = lhs <= rhs
-        keep = low.any(axis=0)
+            return _NONE
+        low = np.take(volume, keys, axis=1) <= sizes * (cfg.collapse_ratio * (n[keys] / k[keys]))
+        keep = np.logical_or.reduce(low, axis=0)
         keys, low = keys[keep], low[:, keep]
     else:
-        lhs = np.multiply(st.wsum_n[:, u], base.k, out=st.scratch("work", np.float64, True)[:, u])
-        np.multiply(base.n, cfg.collapse_ratio, out=floor)
-        rhs = np.multiply(sizes, floor, out=st.scratch("d", np.float64, True)[:, u])
-        low = np.less_equal(lhs, rhs, out=st.scratch("low", np.bool_, True)[:, u])
-        any_low = np.any(low, axis=0, out=st.scratch("any", np.bool_)[u])
+        # as whole-number thresholds (volume <= x iff volume <= floor(x)), compared in int32;
+        # keys that are not busy (k may be 0) get any threshold: they are masked out below
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.divide(n, k, out=floor)
+            most = np.multiply(
+                st.collapse_factors,
+                mean,
+                out=st.scratch("most", np.int32, len(sizes))[:, :used],
+                casting="unsafe",
+            )
+        low = np.less_equal(volume[:, :used], most, out=st.scratch("low", np.bool_, len(sizes))[:, :used])
+        any_low = np.logical_or.reduce(low, axis=0, out=st.scratch("any", np.bool_)[:used])
         any_low &= busy
-        keys = np.flatnonzero(any_low)
+        keys = any_low.nonzero()[0]
         low = low[:, keys]
     if not len(keys):
-        return _Scored.none()
-    mu = base.n[keys] / np.maximum(base.k[keys], 1)
+        return _NONE
+    mu = n[keys] / k[keys]
     lam = mu * sizes
-    vs = np.take(st.wsum_n, keys, axis=1)
-    z = np.where(low, -deviance_z(vs, lam, st.phi_n[keys]), -np.inf)
+    vs = np.take(volume, keys, axis=1).astype(np.float64)
+    z = deviance_z(vs, lam, np.take(st.phi_n, keys))
+    np.negative(z, out=z)
+    np.putmask(z, ~low, -np.inf)
     return _Scored.best(keys, z, (vs == 0) & (z >= cfg.z_threshold))
 
 
@@ -272,7 +291,7 @@ class _Stats:
         )
 
     def p(self, key: int) -> float:
-        return (int(self.base.e(key)) + 0.5) / (int(self.base.n[key]) + 1.0)
+        return (int(self.base.e[key]) + 0.5) / (int(self.base.n[key]) + 1.0)
 
     def verdict(self, kind: EventKind, signal: Signal, key: int, severity: Severity, wi: int) -> Verdict:
         cfg, st = self.cfg, self.st
@@ -290,7 +309,7 @@ class _Stats:
         if signal is Signal.ERROR_RATE:
             p = self.p(key)
             lam = max(p * v, cfg.expected_floor)
-            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e(key)) + 1.0))
+            phi = float(st.phi[key]) * (1.0 + p * v / (int(self.base.e[key]) + 1.0))
             z = deviance_z1(float(x), lam, phi)
             observed = x / v if v else 0.0
             mean, std = p, math.sqrt(phi * lam) / max(v, 1)
@@ -326,18 +345,21 @@ def _hysteresis(
     st: KeyState,
     signal: Signal,
     scored: _Scored,
-    suspicious: Keys,
+    suspicious: npt.NDArray[np.bool_],
     relearn: Keys,
     stats: _Stats,
     out: list[Verdict],
 ) -> None:
+    """Onsets and escalations of the keys scored anomalous; recoveries of active keys that have
+    been calm (not ``suspicious``, a mark per key) for ``recovery_buckets``."""
     sev = st.sev_err if signal is Signal.ERROR_RATE else st.sev_col
     run = st.run_err if signal is Signal.ERROR_RATE else st.run_col
     hot = scored.anomalous(cfg)
     if len(relearn):
         hot &= ~np.isin(scored.keys, relearn)
+    hot_keys = scored.keys[hot]
     for key, wi, critical in zip(
-        scored.keys[hot].tolist(), scored.window[hot].tolist(), scored.critical[hot].tolist(), strict=True
+        hot_keys.tolist(), scored.window[hot].tolist(), scored.critical[hot].tolist(), strict=True
     ):
         level = Severity.CRITICAL if critical else Severity.WARNING
         current = int(sev[key])
@@ -348,11 +370,17 @@ def _hysteresis(
         elif level > current:
             sev[key] = level
             out.append(stats.verdict(EventKind.ESCALATION, signal, key, level, wi))
-    active = np.flatnonzero(sev[: len(stats.base.n)])
+    active = sev[: len(stats.base.n)].nonzero()[0]
     if not len(active):
         return
-    quiet = active[~np.isin(active, scored.keys[hot])] if hot.any() else active
-    still = np.isin(quiet, suspicious) if len(suspicious) else np.zeros(len(quiet), np.bool_)
+    if len(hot_keys):  # hot keys were handled above
+        marks = st.marks("hot")
+        marks[hot_keys] = True
+        quiet = active[~marks[active]]
+        marks[hot_keys] = False
+    else:
+        quiet = active
+    still = suspicious[quiet]
     run[quiet[still]] = 0
     calm = quiet[~still]
     run[calm] += 1
@@ -372,12 +400,7 @@ def _hysteresis(
 
 def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdict]:
     """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
-    u = slice(0, used)
-    base = _Baseline(
-        st,
-        (st.sum_n[u] + st.cur_n[u]).astype(np.float64),
-        (st.sum_k[u] + st.cur_k[u]).astype(np.float64),
-    )
+    base = _Baseline(np.add(st.sums[: K + 1, :used], st.cur[:, :used], dtype=np.float64))
     stats = _Stats(st.config, st, t, base)
     out: list[Verdict] = []
     last = len(st.config.windows) - 1

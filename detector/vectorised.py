@@ -11,14 +11,29 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> FloatArray:
-    """Signed-root Poisson deviance of counts ``x`` against expectations ``lam`` (> 0), divided by
-    the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`)."""
+    """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0),
+    divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`; the same
+    operations in the same order, so the same values)."""
+    diff = x - lam
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(x > 0, x / lam, 1.0)
-        d = 2.0 * (np.where(x > 0, x * np.log(ratio), 0.0) - (x - lam))
-    d = np.maximum(d, 0.0) / phi
-    z: FloatArray = np.clip(np.sqrt(d) * np.sign(x - lam), -Z_CAP, Z_CAP)
-    return z
+        # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio)
+        d = np.maximum(x, _TINY)
+        d /= lam
+        np.log(d, out=d)
+        d *= x
+    d -= diff
+    d *= 2.0
+    np.maximum(d, 0.0, out=d)
+    d /= phi
+    np.sqrt(d, out=d)
+    np.copysign(d, diff, out=d)  # sign(x - lam); 0 when x == lam, as then d is 0
+    np.minimum(d, Z_CAP, out=d)
+    np.maximum(d, -Z_CAP, out=d)
+    return d
+
+
+_TINY = 1e-100
+"""Below every positive count, and far enough above 0 that its ratio to any expectation is too."""
 
 
 def dispersion(
@@ -31,29 +46,50 @@ def dispersion(
     cap: float,
     prior: float = 1.0,
     prior_errors: float = 0.0,
-) -> tuple[FloatArray, FloatArray]:
-    """Overdispersion of errors and of volume between completed baseline slots, in [1, cap].
+    out: FloatArray | None = None,
+) -> FloatArray:
+    """Overdispersion of errors and of volume between completed baseline slots, in [1, cap]:
+    ``out[0]`` for errors, ``out[1]`` for volume (``out`` has a leading axis of 2 and the inputs'
+    shape after it; allocated when not given).
 
     Errors: the residual ``Σ (e_j - p n_j)²`` over slots against its Poisson expectation
     ``Σ p n_j`` (= the errors), shrunk toward ``prior`` as if ``prior_errors`` more errors had
     been seen at that dispersion: a baseline with few errors cannot show that its errors come in
     clumps, so it is not assumed that they do not. Volume: the between-slot variance of volume
     against its mean.
-    Inputs are exact integer sums, so the result is a pure function of the stored slots (a
-    restore reproduces it bit for bit).
+
+    Inputs are exact integer sums of whole slots (a slot with events has admitted buckets, so
+    ``sum_n == 0`` implies every other sum is 0, and ``n_slots <= 1`` implies no spread): the
+    zero cases need no masks, they come out as 0 and are clipped to 1. Every step is elementwise,
+    so the result is a pure function of the stored slots whatever the array's shape (a restore
+    reproduces it bit for bit).
     """
-    p = np.divide(sum_e, sum_n, out=np.zeros_like(sum_e), where=sum_n > 0)
-    resid = sum_e2 - p * (2.0 * sum_ne - p * sum_n2)
-    phi = np.divide(
-        resid + prior * prior_errors,
-        sum_e + prior_errors,
-        out=np.ones_like(sum_e),
-        where=sum_e + prior_errors > 0,
-    )
-    mean = np.divide(sum_n, n_slots, out=np.zeros_like(sum_n), where=n_slots > 0)
-    spread = np.maximum(sum_n2 - n_slots * mean * mean, 0.0)
-    var = np.divide(spread, n_slots - 1.0, out=np.zeros_like(sum_n), where=n_slots > 1)
-    phi_n = np.divide(var, mean, out=np.ones_like(sum_n), where=mean > 0)
-    np.clip(phi, 1.0, cap, out=phi)
-    np.clip(phi_n, 1.0, cap, out=phi_n)
-    return phi, phi_n
+    if out is None:
+        out = np.empty((2, *np.shape(sum_e)))
+    n_most = np.maximum(sum_n, 1.0)
+    p = sum_e / n_most
+    # residual: e2 - 2 p ne + p^2 n2
+    resid = p * sum_n2
+    resid -= sum_ne
+    resid -= sum_ne
+    resid *= p
+    resid += sum_e2
+    resid += prior * prior_errors
+    errors = sum_e + prior_errors
+    if prior_errors <= 0:  # no errors and no prior: 0 / 1, clipped to 1 below
+        np.maximum(errors, 1.0, out=errors)
+    np.divide(resid, errors, out=out[0])
+    # volume: between-slot variance over the mean, var * slots / n
+    slots = np.maximum(n_slots, 1.0)
+    spread = sum_n * sum_n
+    spread /= slots
+    np.subtract(sum_n2, spread, out=spread)
+    np.maximum(spread, 0.0, out=spread)
+    spread *= slots
+    dof = n_slots - 1.0
+    np.maximum(dof, 1.0, out=dof)
+    spread /= dof
+    np.divide(spread, n_most, out=out[1])
+    np.maximum(out, 1.0, out=out)
+    np.minimum(out, cap, out=out)
+    return out

@@ -110,10 +110,9 @@ def test_any_count_sequence_scores_finite(counts: list[tuple[int, int, int]]) ->
     for t, (key, n, e) in enumerate(counts):
         if t:
             st_.roll(t, 4)
-        ns = np.zeros(4, np.int64)
-        es = np.zeros(4, np.int64)
-        ns[key], es[key] = n, min(e, n)
-        verdicts += close_bucket(st_, t, ns, es, 4)
+        counts = np.zeros((2, 4), np.int64)
+        counts[:, key] = n, min(e, n)
+        verdicts += close_bucket(st_, t, counts, 4)
     for v in verdicts:
         for value in (
             v.observed_rate,

@@ -141,7 +141,7 @@ def test_steady_noise_for_hours_does_not_flood() -> None:
             t = block * 600 + i
             if t:
                 st.roll(t, keys)
-            verdicts += close_bucket(st, t, n_block[i], e_block[i], keys)
+            verdicts += close_bucket(st, t, np.stack([n_block[i], e_block[i]]), keys)
     onsets = [v for v in verdicts if v.kind is EventKind.ONSET]
     assert len(onsets) <= 3, onsets  # 20.8 service-days: far under one false incident per day
 

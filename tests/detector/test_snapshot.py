@@ -172,14 +172,13 @@ def test_series_scorer_restores_bit_for_bit() -> None:
 def test_restore_rebuilds_every_derived_column_as_it_was(split: int) -> None:
     """Not only the events: every derived statistic of a restored detector equals the original's,
     including keys that have not completed a baseline slot yet (their dispersion too)."""
-    from detector.state import _SPEC, RAW_FIELDS
+    from detector.state import _STACKS
 
     first = Detector(CONFIG)
     run(first, CHUNKS[:split])
     second = Detector.restore(first.snapshot())
     used = first._keys.used
     assert used > 0
-    for name in _SPEC:
-        if name not in RAW_FIELDS:
-            mine, theirs = getattr(first._state, name)[..., :used], getattr(second._state, name)[..., :used]
-            assert mine.tolist() == theirs.tolist(), name
+    for stack in _STACKS:  # raw and derived columns alike
+        mine, theirs = getattr(first._state, stack)[..., :used], getattr(second._state, stack)[..., :used]
+        assert mine.tolist() == theirs.tolist(), stack
