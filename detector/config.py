@@ -166,10 +166,6 @@ class DetectorConfig:
         for name in ("bucket_seconds", "baseline_seconds", "baseline_slots", "relearn_seconds"):
             if not isinstance(getattr(self, name), int):
                 raise ValueError(f"DetectorConfig.{name} must be a whole number")
-        if self.collapse_ratio > 1:
-            raise ValueError(
-                "DetectorConfig.collapse_ratio must be at most 1 (a fraction of the baseline volume)"
-            )
         if self.baseline_seconds % (self.bucket_seconds * self.baseline_slots):
             raise ValueError(
                 "DetectorConfig.baseline_seconds must be a multiple of bucket_seconds * baseline_slots"

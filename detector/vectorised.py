@@ -12,8 +12,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> FloatArray:
     """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0),
-    divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`; the same
-    operations in the same order, so the same values)."""
+    divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`: the same
+    operations in the same order; numpy's log may differ from libm's in the last bit)."""
     diff = x - lam
     with np.errstate(divide="ignore", invalid="ignore"):
         # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio)

@@ -159,3 +159,52 @@ def test_a_clear_10x_spike_is_detected_within_three_buckets() -> None:
     assert onset[0].signal is Signal.ERROR_RATE
     assert onset[0].window_end - (T0 + 600) <= 3
     assert of(events, "web") == []
+
+
+def test_volume_collapse_thresholds_in_whole_numbers_pick_the_keys_the_ratio_does() -> None:
+    """The close compares window volumes with whole-number thresholds when most keys are busy
+    and with the ratio itself when few are: both pick exactly the keys whose volume in some
+    window is at most ``collapse_ratio`` of their baseline's, and no other."""
+    from detector.step import _Baseline, _score_collapse
+
+    cfg = DetectorConfig()
+    rng = np.random.default_rng(12)
+    keys = 4000
+    st = KeyState(cfg, keys)
+    k = rng.integers(cfg.warmup_buckets, 400, keys).astype(np.float64)
+    mean = rng.uniform(0, 60, keys)
+    n = np.floor(mean * k)
+    volume = rng.poisson(mean * rng.choice([0.0, 0.05, 0.1, 0.5, 1.0], keys) * st.window_sizes).astype(
+        np.int32
+    )
+    volume[:, :200] = np.floor(cfg.collapse_ratio * (n[:200] / k[:200]) * st.window_sizes)  # on the line
+    st.wsum_n[:, :keys] = volume
+    base = _Baseline(np.stack([n, np.zeros(keys), k]))
+    busy = n >= k * cfg.collapse_min_volume
+    low = (volume <= cfg.collapse_ratio * (n / k) * st.window_sizes).any(axis=0)
+    assert 0 < (busy & low).sum() < busy.sum() and busy.mean() > 0.25
+    dense = _score_collapse(cfg, st, np.ones(keys, np.bool_), base, keys)
+    assert dense.keys.tolist() == np.flatnonzero(busy & low).tolist()
+    few = np.zeros(keys, np.bool_)
+    few[::8] = True  # an eighth of the keys warm: the path that works on the busy keys alone
+    sparse = _score_collapse(cfg, st, few, base, keys)
+    assert sparse.keys.tolist() == np.flatnonzero(busy & low & few).tolist()
+    assert np.array_equal(sparse.z, dense.z[np.isin(dense.keys, sparse.keys)])
+
+
+def test_the_close_leaves_its_key_marks_clear() -> None:
+    rng = np.random.default_rng(2)
+    cfg = DetectorConfig()
+    keys = 300
+    st = KeyState(cfg, keys)
+    volume = rng.uniform(5, 50, keys)
+    marked = 0
+    for t in range(400):
+        if t:
+            st.roll(t, keys)
+        n = rng.poisson(volume)
+        e = rng.binomial(n, 0.4 if t > 300 and t % 7 == 0 else 0.01)
+        close_bucket(st, t, np.stack([n, e]), keys)
+        marked += len(st.quarantined)
+        assert not st.marks("suspicious").any() and not st.marks("hot").any()
+    assert marked > 0  # keys were marked suspicious along the way

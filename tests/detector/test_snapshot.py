@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
 from detector import Detector, DetectorConfig, SeriesScorer
@@ -101,6 +102,8 @@ def test_snapshot_holds_no_derived_statistics() -> None:
     doc = msgspec.msgpack.decode(WHOLE.snapshot())
     assert doc["format"] == FORMAT
     assert not {"sum_n", "sum_e", "wsum_n", "phi", "phi_n"} & set(doc["columns"])
+    # the layout of format 1 is kept although the running state holds admitted buckets in int32
+    assert doc["columns"]["ring_k"][0] == np.dtype(np.int16).str
 
 
 def test_corrupt_or_foreign_snapshots_are_refused() -> None:

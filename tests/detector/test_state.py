@@ -78,3 +78,44 @@ def test_capacity_is_whole_blocks() -> None:
     st.ensure(GROUP_KEYS + 1)
     assert st.capacity % GROUP_KEYS == 0
     assert st.capacity > GROUP_KEYS
+
+
+def _dispersion_by_definition(sums: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """phi and phi_n as their definitions read, with a mask for every zero case."""
+    slots, e, n, e2, ne, n2 = (sums[name].astype(np.float64) for name in ("s", "e", "n", "e2", "ne", "n2"))
+    p = np.divide(e, n, out=np.zeros_like(e), where=n > 0)
+    resid = e2 - 2 * p * ne + p * p * n2
+    prior, weight = cfg.dispersion_prior, cfg.dispersion_prior_errors
+    phi = np.divide(resid + prior * weight, e + weight, out=np.ones_like(e), where=e + weight > 0)
+    mean = np.divide(n, slots, out=np.zeros_like(n), where=slots > 0)
+    var = np.divide(n2 - slots * mean * mean, slots - 1, out=np.zeros_like(n), where=slots > 1)
+    phi_n = np.divide(var, mean, out=np.ones_like(n), where=mean > 0)
+    return np.clip(phi, 1, cfg.max_dispersion), np.clip(phi_n, 1, cfg.max_dispersion)
+
+
+@pytest.mark.parametrize("weight", [0.0, 20.0])
+def test_dispersion_without_masks_equals_its_definition(weight: float) -> None:
+    cfg = DetectorConfig(dispersion_prior_errors=weight)
+    rng = np.random.default_rng(8)
+    keys, slots = 2000, cfg.baseline_slots
+    n = rng.poisson(rng.uniform(0, 400, keys), (slots, keys))
+    n[:, :50] = 0  # no events at all
+    n[:-1, 50:100] = 0  # one slot with events
+    n[:, 100:150] = 7  # no spread
+    e = rng.binomial(n, rng.uniform(0, 0.2, keys))
+    e[:, 150:200] = 0  # no errors
+    k = np.where(n > 0, cfg.slot_buckets, rng.integers(0, 2, (slots, keys)))  # events imply buckets
+    k[:, :150] = np.where(n[:, :150] > 0, cfg.slot_buckets, 0)  # only the slots with events admitted any
+    st = KeyState(cfg, keys)
+    st.ring_n[:, :keys], st.ring_e[:, :keys], st.ring_k[:, :keys] = n, e, k
+    st.rebuild(None, keys)
+    sums = {"s": (k > 0).sum(0), "e": e.sum(0), "n": n.sum(0), "e2": (e * e).sum(0), "ne": (n * e).sum(0)}
+    sums["n2"] = (n * n).sum(0)
+    phi, phi_n = _dispersion_by_definition(sums, cfg)
+    assert np.allclose(st.phi[:keys], phi, rtol=1e-9, atol=0)
+    assert np.allclose(st.phi_n[:keys], phi_n, rtol=1e-9, atol=0)
+    # the zero cases exactly: no events, a single slot or no spread is no overdispersion of volume
+    assert (st.phi_n[:150] == 1.0).all()
+    assert (st.phi[:50] == (cfg.dispersion_prior if weight else 1.0)).all()
+    # and the values of a key with no baseline are those of empty sums
+    assert st.phi[keys] == st.phi[0] and st.phi_n[keys] == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from detector import DetectorConfig
 from detector.messages import mask, top_messages
 from detector.models import Signal, fingerprint
 from detector.scoring import deviance_z1, score
+from detector.vectorised import deviance_z
 from detector.timestamps import ABSURD, BAD, NON_FINITE, OK, to_epoch_seconds
 
 
@@ -63,6 +65,23 @@ def test_masking(message: str, masked: str) -> None:
 def test_top_messages_rank_by_frequency() -> None:
     samples = ["a 1", "b 2", "a 3", "c", "a 9", "b 1", "", "d", "e", "f"]
     assert top_messages(samples) == ("a <n>", "b <n>", "c", "d", "e")
+
+
+def test_the_vectorised_deviance_z_is_the_scalar_one() -> None:
+    rng = np.random.default_rng(4)
+    lam = np.concatenate([rng.uniform(0.5, 50, 300), rng.uniform(1e3, 1e9, 100), [3.0, 7.0, 1e-3]])
+    x = np.concatenate(
+        [rng.poisson(lam[:300] * rng.uniform(0, 4, 300)), rng.poisson(lam[300:400]), [0, 7, 0]]
+    )
+    x = x.astype(np.float64)
+    x[:20] = 0.0
+    x[20:40] = lam[20:40]  # exactly the expectation
+    phi = rng.uniform(1, 6, len(x))
+    got = deviance_z(x, lam, phi)
+    want = [deviance_z1(float(a), float(b), float(c)) for a, b, c in zip(x, lam, phi, strict=True)]
+    # numpy's vectorised log may differ from libm's in the last bit; the zero cases are exact
+    assert np.allclose(got, want, rtol=1e-12, atol=0)
+    assert (got[20:40] == 0).all() and (got[:20] == [want[i] for i in range(20)]).all()
 
 
 def test_deviance_z_matches_the_gaussian_for_large_counts_and_is_honest_for_small() -> None:
