@@ -118,4 +118,5 @@ def test_dispersion_without_masks_equals_its_definition(weight: float) -> None:
     assert (st.phi_n[:150] == 1.0).all()
     assert (st.phi[:50] == (cfg.dispersion_prior if weight else 1.0)).all()
     # and the values of a key with no baseline are those of empty sums
-    assert st.phi[keys] == st.phi[0] and st.phi_n[keys] == 1.0
+    assert st.phi[keys] == st.phi[0]
+    assert st.phi_n[keys] == 1.0
