@@ -101,9 +101,10 @@ class PendingBuckets:
     def pop(self, bucket: int) -> I64 | None:
         return self.buckets.pop(bucket, None)
 
-    def recycle(self, counts: I64) -> None:
+    def recycle(self, counts: I64, used: int) -> None:
+        """Keep a popped bucket's array for reuse; ids from ``used`` on never had counts."""
         if counts.shape[1] == self.capacity and len(self._spare) < 4:
-            counts[...] = 0
+            counts[:, :used] = 0
             self._spare.append(counts)
 
     def to_state(self, used: int) -> list[list[Any]]:

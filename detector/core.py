@@ -30,12 +30,11 @@ from detector.keys import KeyRegistry
 from detector.messages import MessageSamples
 from detector.models import AnomalyEvent, EventKind, Signal, fingerprint
 from detector.otlp import OtlpDecoder
-from detector.state import KeyState
+from detector.state import NEVER, KeyState
 from detector.step import Verdict, close_bucket, eviction_verdicts
 
 I64 = npt.NDArray[np.int64]
 _NEVER = -(2**62)
-_FOREVER = np.iinfo(np.int64).max
 
 
 class Detector:
@@ -296,10 +295,10 @@ class Detector:
         events: list[AnomalyEvent] = []
         if self._counts["closed"]:
             st.roll(t, used)
-            group = st.group(t, used)
-            idle = st.last_seen[group] < t - cfg.idle_ttl_buckets
-            if idle.any():
-                idle &= ~self._pending.holding(used)[group]
+            stale = st.stale(t, used, t - cfg.idle_ttl_buckets)
+            if stale.any():
+                group = st.group(t, used)
+                idle = stale.reshape(-1)[: len(group)] & ~self._pending.holding(used)[group]
                 events += self._evict(group[idle], t)
         counts = self._pending.pop(t)
         verdicts = close_bucket(
@@ -310,7 +309,7 @@ class Detector:
             volume=complete,
         )
         if counts is not None:
-            self._pending.recycle(counts)
+            self._pending.recycle(counts, used)
         self._messages.close(t)
         self._counts["closed"] += 1
         return events + [self._event(v, t) for v in verdicts]
@@ -320,7 +319,7 @@ class Detector:
             return []
         events = [self._event(v, t - 1) for v in eviction_verdicts(self._state, keys, t - 1, self._keys.used)]
         self._state.clear(keys)
-        self._state.last_seen[keys] = _FOREVER  # a free id is never idle
+        self._state.last_seen[keys] = NEVER  # a free id is never idle (clear did it too)
         self._keys.evict(keys.tolist())
         self._messages.forget(keys.tolist())
         self._counts["evicted"] += len(keys)

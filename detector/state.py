@@ -39,6 +39,9 @@ GROUP_KEYS = 1024
 """Consecutive key ids that complete their baseline slots at the same bucket (see
 :meth:`KeyState.group`); capacities are multiples of it."""
 
+NEVER = np.iinfo(np.int64).max
+"""``last_seen`` of an id not in use: it is never idle."""
+
 N, E, K = 0, 1, 2
 """Rows of the ``ring``, ``cur``, ``win`` and ``wsum`` stacks (the last two have no K)."""
 SUM_N, SUM_E, SUM_K, SUM_SLOTS, SUM_N2, SUM_NE, SUM_E2 = range(7)
@@ -157,8 +160,12 @@ class KeyState:
         }[kind]
         return (*lead, rows, capacity)
 
-    def _fill(self, stack: str) -> float | npt.NDArray[np.float64]:
-        return self._empty_disp if stack == "disp" else 0
+    def _fill(self, stack: str) -> int | npt.NDArray[np.float64]:
+        """What a column holds for an id not in use: zeros, but the dispersion factors of no
+        baseline, and as last bucket seen the largest int64 (an unused id is never idle)."""
+        if stack == "disp":
+            return self._empty_disp
+        return NEVER if stack == "seen" else 0
 
     def _alloc(self, capacity: int) -> None:
         capacity = -(-capacity // GROUP_KEYS) * GROUP_KEYS
@@ -217,7 +224,7 @@ class KeyState:
             self._alloc(capacity)
 
     def clear(self, rows: npt.NDArray[np.intp] | list[int]) -> None:
-        """Zero every column of these key ids (a new or evicted key)."""
+        """Every column of these key ids as for an id not in use (an evicted key)."""
         for stack in _STACKS:
             getattr(self, stack)[..., rows] = self._fill(stack)
 
@@ -240,6 +247,13 @@ class KeyState:
         blocks = np.arange(*self._block_range(t, used))
         ids = (blocks[:, None] * GROUP_KEYS + np.arange(GROUP_KEYS)).ravel()
         return ids[ids < used] if len(ids) and ids[-1] >= used else ids
+
+    def stale(self, t: int, used: int, before: int) -> npt.NDArray[np.bool_]:
+        """Of the keys of :meth:`group` (one row per block), those last seen before ``before``;
+        ids past ``used`` are never stale, so that ``stale(...).ravel()`` lines up with
+        :meth:`group`'s ids."""
+        stale: npt.NDArray[np.bool_] = self._blocks(self.last_seen, t, used) < before
+        return stale
 
     def _blocks(self, column: npt.NDArray[Any], t: int, used: int) -> npt.NDArray[Any]:
         """A view of the group's keys in ``column`` (see :meth:`group`): its last axis (keys)
