@@ -197,7 +197,7 @@ def _score_errors(
     cols = np.logical_or.reduce(gates, axis=0).nonzero()[0]
     if not len(cols):
         return _NONE
-    if 2 * len(cols) < len(keys) and len(keys) > 64:  # below that, the gathers cost more calls than they save
+    if 2 * len(cols) < len(keys) and len(keys) > 64:  # else the gathers cost more than they save
         keys, es, phi = keys[cols], es[cols], phi[cols]
         xs, vs, expected, lams, gates = (
             xs[:, cols],
@@ -212,9 +212,11 @@ def _score_errors(
     spread *= phi
     z = deviance_z(xs, lams, spread)
     np.putmask(z, ~gates, -np.inf)
-    crit = (z >= cfg.critical_z) & (xs >= cfg.critical_ratio * expected)
-    crit |= xs >= cfg.critical_error_rate * vs
-    crit &= z >= cfg.z_threshold
+    crit = z >= cfg.z_threshold
+    if crit.any():  # else no window alerts, and none is critical
+        severe = (z >= cfg.critical_z) & (xs >= cfg.critical_ratio * expected)
+        severe |= xs >= cfg.critical_error_rate * vs
+        crit &= severe
     return _Scored.best(keys, z, crit)
 
 
