@@ -35,7 +35,7 @@ from detector.config import DetectorConfig
 from detector.vectorised import dispersion
 
 SLOT_MAX = 2**26
-GROUP_KEYS = 1024
+GROUP_KEYS = 64
 """Consecutive key ids that complete their baseline slots at the same bucket (see
 :meth:`KeyState.group`); capacities are multiples of it."""
 
