@@ -185,15 +185,19 @@ def _score_errors(
     ps /= b[N] + 1.0
     expected = vs * ps
     lams = np.maximum(expected, cfg.expected_floor)
-    # Selective and necessary for z >= z_clear: (x - lam)^2 >= z_clear^2 * phi * lam, because the
-    # deviance z of an excess never exceeds the Gaussian one (it also implies x > lam); then the
-    # other gates.
-    d = xs - lams
-    d *= np.abs(d)
+    # Selective and necessary for z >= z_clear: x >= lam + z_clear * sqrt(phi * lam), because the
+    # deviance z of an excess never exceeds the Gaussian one; the other gates are floors on x too,
+    # so one threshold per window and key holds them all.
     phi = np.take(st.phi, keys)
-    gates = d >= lams * (phi * cfg.z_clear**2)
-    gates &= xs >= np.maximum(least, cfg.min_ratio * expected)
-    gates &= vs >= cfg.min_volume
+    need = lams * phi
+    np.sqrt(need, out=need)
+    need *= cfg.z_clear
+    need += lams
+    np.maximum(need, cfg.min_ratio * expected, out=need)
+    np.maximum(need, least, out=need)
+    gates = xs >= need
+    if cfg.min_volume > least:  # else implied: a window's events are at least its errors
+        gates &= vs >= cfg.min_volume
     cols = np.logical_or.reduce(gates, axis=0).nonzero()[0]
     if not len(cols):
         return _NONE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detector.scoring import Z_CAP
+from detector.scoring import Z_CAP, deviance_z1
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -14,6 +14,14 @@ def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> Float
     """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0),
     divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`: the same
     operations in the same order; numpy's log may differ from libm's in the last bit)."""
+    if x.size <= SCALAR_BELOW:  # a few values: numpy's fixed cost per call is most of the work
+        row = np.shape(phi) != np.shape(x)
+        phis = np.broadcast_to(phi, x.shape) if row else phi
+        z = [
+            deviance_z1(*v)
+            for v in zip(x.ravel().tolist(), np.ravel(lam).tolist(), np.ravel(phis).tolist(), strict=True)
+        ]
+        return np.array(z, dtype=np.float64).reshape(x.shape)
     diff = x - lam
     with np.errstate(divide="ignore", invalid="ignore"):
         # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio)
@@ -32,6 +40,9 @@ def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> Float
     return d
 
 
+SCALAR_BELOW = 32
+"""Up to this many values :func:`deviance_z` runs :func:`~detector.scoring.deviance_z1` on each
+(the two agree to the last bit or two: numpy's log is not libm's)."""
 _TINY = 1e-100
 """Below every positive count, and far enough above 0 that its ratio to any expectation is too."""
 
@@ -79,17 +90,16 @@ def dispersion(
     if prior_errors <= 0:  # no errors and no prior: 0 / 1, clipped to 1 below
         np.maximum(errors, 1.0, out=errors)
     np.divide(resid, errors, out=out[0])
-    # volume: between-slot variance over the mean, var * slots / n
-    slots = np.maximum(n_slots, 1.0)
-    spread = sum_n * sum_n
-    spread /= slots
-    np.subtract(sum_n2, spread, out=spread)
+    # volume: between-slot variance over the mean, (n2 - n^2 / s) / (s - 1) / (n / s), that is
+    # (n2 s - n^2) / ((s - 1) n)
+    spread = np.maximum(n_slots, 1.0)
+    spread *= sum_n2
+    spread -= sum_n * sum_n
     np.maximum(spread, 0.0, out=spread)
-    spread *= slots
     dof = n_slots - 1.0
     np.maximum(dof, 1.0, out=dof)
-    spread /= dof
-    np.divide(spread, n_most, out=out[1])
+    dof *= n_most
+    np.divide(spread, dof, out=out[1])
     np.maximum(out, 1.0, out=out)
     np.minimum(out, cap, out=out)
     return out
