@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detector.scoring import Z_CAP, deviance_z1
+from detector.scoring import Z_CAP
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -14,14 +14,6 @@ def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> Float
     """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0),
     divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`: the same
     operations in the same order; numpy's log may differ from libm's in the last bit)."""
-    if x.size <= SCALAR_BELOW:  # a few values: numpy's fixed cost per call is most of the work
-        row = np.shape(phi) != np.shape(x)
-        phis = np.broadcast_to(phi, x.shape) if row else phi
-        z = [
-            deviance_z1(*v)
-            for v in zip(x.ravel().tolist(), np.ravel(lam).tolist(), np.ravel(phis).tolist(), strict=True)
-        ]
-        return np.array(z, dtype=np.float64).reshape(x.shape)
     diff = x - lam
     with np.errstate(divide="ignore", invalid="ignore"):
         # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio)
@@ -40,9 +32,6 @@ def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> Float
     return d
 
 
-SCALAR_BELOW = 32
-"""Up to this many values :func:`deviance_z` runs :func:`~detector.scoring.deviance_z1` on each
-(the two agree to the last bit or two: numpy's log is not libm's)."""
 _TINY = 1e-100
 """Below every positive count, and far enough above 0 that its ratio to any expectation is too."""
 
