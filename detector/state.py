@@ -12,7 +12,9 @@ most of a close at 10,000 keys is the fixed cost of numpy calls, not the work on
 Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is 990 bytes:
 
 * baseline ring, one entry per slot: events, errors and admitted buckets (int32);
-* the current slot's events, errors and admitted buckets (int64);
+* the baseline's events, errors and admitted buckets including the current slot's (float64,
+  whole numbers: a bucket close reads them as they are; the current slot's counts, which a
+  snapshot stores, are these less the rolling sums);
 * the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (int32);
 * signal severities (int8); hysteresis and quarantine runs (int32); last bucket with an event
   (int64, kept per slot when the window ring covers a slot);
@@ -43,7 +45,7 @@ NEVER = np.iinfo(np.int64).max
 """``last_seen`` of an id not in use: it is never idle."""
 
 N, E, K = 0, 1, 2
-"""Rows of the ``ring``, ``cur``, ``win`` and ``wsum`` stacks (the last two have no K)."""
+"""Rows of the ``ring``, ``base``, ``win`` and ``wsum`` stacks (the last two have no K)."""
 SUM_N, SUM_E, SUM_K, SUM_SLOTS, SUM_N2, SUM_NE, SUM_E2 = range(7)
 """Rows of the ``sums`` stack: the first four are sums over slots of a slot's events, errors,
 admitted buckets and whether it admitted any; the last three of its products n*n, n*e, e*e."""
@@ -52,12 +54,12 @@ _STACKS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
     # stack: (shape kind, dtype, its columns in row order). A "key" stack is (rows, capacity); a
     # "slots", "window" or "windows" stack is (slots or buckets or windows, rows, capacity).
     "ring": ("slots", np.int32, ("ring_n", "ring_e", "ring_k")),
-    "cur": ("key", np.int64, ("cur_n", "cur_e", "cur_k")),
     "win": ("window", np.int32, ("win_n", "win_e")),
     "sev": ("key", np.int8, ("sev_err", "sev_col")),
     "runs": ("key", np.int32, ("run_err", "run_col", "quarantine")),
     "seen": ("key", np.int64, ("last_seen",)),
     # derived
+    "base": ("key", np.float64, ("base_n", "base_e", "base_k")),
     "sums": ("key", np.int64, ("sum_n", "sum_e", "sum_k", "sum_slots", "sum_n2", "sum_ne", "sum_e2")),
     "wsum": ("windows", np.int32, ("wsum_n", "wsum_e")),
     "disp": ("key", np.float64, ("phi", "phi_n")),
@@ -83,6 +85,9 @@ RAW_FIELDS = (
     "last_seen",
 )
 """Columns a snapshot stores; everything else is derived."""
+_CURRENT = ("cur_n", "cur_e", "cur_k")
+"""The current slot's counts (rows ``N``, ``E``, ``K``): raw, but held inside ``base`` (see
+:meth:`KeyState.current`)."""
 _SNAPSHOT_DTYPES: dict[str, Any] = {"ring_k": np.int16}
 """Columns a snapshot stores in a narrower type than the running state (admitted buckets per
 slot never exceed ``slot_buckets`` <= 32767)."""
@@ -97,7 +102,7 @@ class KeyState:
     (or, for the dispersion factors, the values of a key with no baseline)."""
 
     ring: I32
-    cur: I64
+    base: F64
     win: I32
     sev: npt.NDArray[np.int8]
     runs: I32
@@ -109,9 +114,9 @@ class KeyState:
     ring_n: I32
     ring_e: I32
     ring_k: I32
-    cur_n: I64
-    cur_e: I64
-    cur_k: I64
+    base_n: F64
+    base_e: F64
+    base_k: F64
     win_n: I32
     win_e: I32
     sev_err: npt.NDArray[np.int8]
@@ -145,6 +150,7 @@ class KeyState:
         """Volume-collapse thresholds per bucket of baseline volume, per window (a column)."""
         self._scratch: dict[tuple[str, int], npt.NDArray[Any]] = {}
         self._marks: dict[str, npt.NDArray[np.bool_]] = {}
+        self._loaded_current: I64 | None = None
         self._empty_disp = self._dispersion(np.zeros((len(_STACKS["sums"][2]), 1)))
         """Dispersion factors of a key with no baseline yet (new, evicted or relearning): what
         :meth:`rebuild` computes from its zero sums, so that a restore reproduces them."""
@@ -231,7 +237,7 @@ class KeyState:
     def clear_baseline(self, rows: npt.NDArray[np.intp]) -> None:
         """Forget the baseline of these keys (relearn): they warm up again from now."""
         self.ring[..., rows] = 0
-        self.cur[:, rows] = 0
+        self.base[:, rows] = 0
         self.quarantine[rows] = 0
         self.sums[:, rows] = 0
         self.disp[:, rows] = self._empty_disp
@@ -280,10 +286,11 @@ class KeyState:
         if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
             # any event in the ring is an event in the widest window (one row, not the ring)
             np.putmask(g(self.last_seen), g(self.wsum_n[-1]) > 0, t - 1)
-        cur, ring, sums = g(self.cur), g(self.ring[pos]), g(self.sums)
+        base, ring, sums = g(self.base), g(self.ring[pos]), g(self.sums)
         # [new, old] slot of each key (the completed one, the one it replaces): n, e, k, k > 0
-        both = np.empty((2, 4, *cur.shape[1:]), dtype=np.int64)
-        np.minimum(cur, SLOT_MAX, out=both[0, :3])  # k never exceeds slot_buckets
+        both = np.empty((2, 4, *base.shape[1:]), dtype=np.int64)
+        np.subtract(base, sums[: SUM_K + 1], out=both[0, :3], casting="unsafe")  # whole numbers
+        np.minimum(both[0, :3], SLOT_MAX, out=both[0, :3])  # k never exceeds slot_buckets
         both[1, :3] = ring
         np.greater(both[:, K], 0, out=both[:, 3])
         products = both[:, :2, None] * both[:, None, :2]  # [new, old][n, e][n, e]
@@ -292,7 +299,7 @@ class KeyState:
         sums[SUM_N2 : SUM_NE + 1] += products[N]  # n*n, n*e
         sums[SUM_E2] += products[E, E]
         ring[...] = both[0, :3]
-        cur[...] = 0
+        base[...] = sums[: SUM_K + 1]  # a new slot starts empty
         self._dispersion(sums.astype(np.float64), out=g(self.disp))
 
     def _dispersion(self, sums: F64, out: F64 | None = None) -> F64:
@@ -311,9 +318,22 @@ class KeyState:
             out=out,
         )
 
+    def current(self, used: int) -> I64:
+        """The current slot's events, errors and admitted buckets of the first ``used`` keys
+        (rows ``N``, ``E``, ``K``): raw state, kept as the baseline including them
+        (:attr:`base`, which a bucket close reads) less the completed slots' sums."""
+        current: I64 = (self.base[:, :used] - self.sums[: SUM_K + 1, :used]).astype(np.int64)
+        return current
+
+    def set_current(self, current: I64, used: int) -> None:
+        """Set the current slot's counts of the first ``used`` keys (see :meth:`current`)."""
+        np.add(self.sums[: SUM_K + 1, :used], current, out=self.base[:, :used], casting="unsafe")
+
     def rebuild(self, last_bucket: int | None, used: int) -> None:
         """Recompute every derived column from the raw ones (after a restore)."""
         u = slice(0, used)
+        current = self._loaded_current if self._loaded_current is not None else self.current(used)
+        self._loaded_current = None
         ring = self.ring[..., u].astype(np.int64)
         n, e, k = ring[:, N], ring[:, E], ring[:, K]
         sums = self.sums[:, u]
@@ -323,6 +343,7 @@ class KeyState:
         sums[SUM_NE] = (n * e).sum(axis=0)
         sums[SUM_N2] = (n * n).sum(axis=0)
         self._dispersion(sums.astype(np.float64), out=self.disp[:, u])
+        self.set_current(current, used)
         self.quarantined = np.flatnonzero(self.quarantine[u] > 0)
         width = self.config.windows[-1]
         for i, w in enumerate(self.config.windows):
@@ -334,21 +355,34 @@ class KeyState:
 
     def raw(self, used: int) -> dict[str, npt.NDArray[Any]]:
         """The raw columns of the first ``used`` keys (for a snapshot)."""
+        current = dict(zip(_CURRENT, self.current(used), strict=True))
         return {
-            name: np.ascontiguousarray(getattr(self, name)[..., :used], dtype=_SNAPSHOT_DTYPES.get(name))
+            name: np.ascontiguousarray(
+                current[name] if name in current else getattr(self, name)[..., :used],
+                dtype=_SNAPSHOT_DTYPES.get(name),
+            )
             for name in RAW_FIELDS
         }
 
     def load_raw(self, columns: dict[str, npt.NDArray[Any]], used: int) -> None:
+        """Raw columns from a snapshot; :meth:`rebuild` must follow."""
         self.ensure(max(used, 1))
+        current = np.zeros((len(_CURRENT), used), dtype=np.int64)
         for name in RAW_FIELDS:
-            stack, _ = _COLUMNS[name]
-            kind, dtype, _ = _STACKS[stack]
             arr = columns[name]
+            if name in _CURRENT:
+                kind, dtype = "key", np.int64
+            else:
+                stack, _ = _COLUMNS[name]
+                kind, dtype, _ = _STACKS[stack]
             want = np.dtype(_SNAPSHOT_DTYPES.get(name, dtype))
             if arr.dtype != want or arr.shape != (*self._shape(kind, 1, used)[:-2], used):
                 raise ValueError(f"snapshot column {name} has shape {arr.shape} {arr.dtype}")
-            getattr(self, name)[..., :used] = arr
+            if name in _CURRENT:
+                current[_CURRENT.index(name)] = arr
+            else:
+                getattr(self, name)[..., :used] = arr
+        self._loaded_current = current
 
     def nbytes_per_key(self) -> int:
         total: int = sum(int(getattr(self, stack).nbytes) for stack in _STACKS)

@@ -126,9 +126,7 @@ def close_bucket(st: KeyState, t: int, counts: I64, used: int, *, volume: bool =
             wsum[i] += ne
     ring[t % width] = ne
 
-    base = _Baseline(
-        np.add(st.sums[: K + 1, :used], st.cur[:, :used], out=st.scratch("base", np.float64, 3)[:, :used])
-    )
+    base = _Baseline(st.base[:, :used])
     warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[:used])
     err = _score_errors(cfg, st, warm, base, used)
     col = _score_collapse(cfg, st, warm, base, used) if volume else _NONE
@@ -148,12 +146,12 @@ def close_bucket(st: KeyState, t: int, counts: I64, used: int, *, volume: bool =
     marks[suspicious] = False
 
     # admission: every bucket joins the current slot except the suspicious ones
-    cur = st.cur[:, :used]
-    cur[:K] += ne
-    cur[K] += 1
+    admitted = st.base[:, :used]
+    admitted[:K] += ne
+    admitted[K] += 1
     if len(suspicious):
-        cur[:K, suspicious] -= ne[:, suspicious]
-        cur[K, suspicious] -= 1
+        admitted[:K, suspicious] -= ne[:, suspicious]
+        admitted[K, suspicious] -= 1
     if len(st.quarantined):
         st.quarantine[st.quarantined] = 0
     if len(suspicious):
@@ -406,7 +404,7 @@ def _hysteresis(
 
 def eviction_verdicts(st: KeyState, keys: Keys, t: int, used: int) -> list[Verdict]:
     """Recoveries for the active signals of keys about to be evicted (t: the last closed bucket)."""
-    base = _Baseline(np.add(st.sums[: K + 1, :used], st.cur[:, :used], dtype=np.float64))
+    base = _Baseline(st.base[:, :used])
     stats = _Stats(st.config, st, t, base)
     out: list[Verdict] = []
     last = len(st.config.windows) - 1

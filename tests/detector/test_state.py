@@ -34,14 +34,16 @@ def test_roll_completes_the_slot_of_the_group_and_of_no_other_key() -> None:
     rng = np.random.default_rng(5)
     used = 1000
     st = KeyState(CFG, used)
-    for name in ("ring_n", "ring_e", "ring_k", "cur_n", "cur_e", "cur_k"):
+    for name in ("ring_n", "ring_e", "ring_k"):
         column = getattr(st, name)
         column[..., :used] = rng.integers(0, 50, column[..., :used].shape)
-    st.cur_n[3] = SLOT_MAX + 5  # clipped when it joins the ring
+    current = rng.integers(0, 50, (3, used))
+    current[0, 3] = SLOT_MAX + 5  # clipped when it joins the ring
+    st.set_current(current, used)
     st.rebuild(None, used)
+    assert np.array_equal(st.current(used), current)
     before = {
-        name: getattr(st, name).copy()
-        for name in ("ring_n", "ring_e", "ring_k", "cur_n", "sum_n", "sum_e2", "phi")
+        name: getattr(st, name).copy() for name in ("ring_n", "ring_e", "ring_k", "sum_n", "sum_e2", "phi")
     }
     t = 3 * CFG.slot_buckets + 4
     pos = (t // CFG.slot_buckets) % CFG.baseline_slots
@@ -50,10 +52,12 @@ def test_roll_completes_the_slot_of_the_group_and_of_no_other_key() -> None:
     others = np.setdiff1d(np.arange(st.capacity), group)
     for name, old in before.items():
         assert np.array_equal(getattr(st, name)[..., others], old[..., others]), name
-    new_n = np.minimum(before["cur_n"][group], SLOT_MAX)
+    after = st.current(used)
+    assert np.array_equal(after[:, np.setdiff1d(np.arange(used), group)], np.delete(current, group, axis=1))
+    assert not after[:, group].any()  # the group's new slot starts empty
+    new_n = np.minimum(current[0, group], SLOT_MAX)
     assert np.array_equal(st.ring_n[pos, group], new_n)
-    for name in ("cur_n", "cur_e", "cur_k"):
-        assert not getattr(st, name)[group].any(), name
+    assert np.array_equal(st.ring_k[pos, group], current[2, group])
     old_n = before["ring_n"][pos, group].astype(np.int64)
     assert np.array_equal(st.sum_n[group], before["sum_n"][group] + new_n - old_n)
     # every derived column of the group is what a rebuild from the raw columns gives
