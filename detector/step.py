@@ -226,8 +226,10 @@ def _score_collapse(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
     n, k = base.n, base.k
-    floor = np.multiply(k, cfg.collapse_min_volume, out=st.scratch("f1", np.float64)[:used])
-    busy = np.greater_equal(n, floor, out=st.scratch("busy", np.bool_)[:used])
+    # events per admitted bucket; keys with no bucket (0 / 0) are not warm, and masked out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.divide(n, k, out=st.scratch("f1", np.float64)[:used])
+    busy = np.greater_equal(mean, cfg.collapse_min_volume, out=st.scratch("busy", np.bool_)[:used])
     busy &= warm
     volume = st.wsum[:, N]
     sizes = st.window_sizes
@@ -236,14 +238,13 @@ def _score_collapse(
         keys = busy.nonzero()[0]
         if not len(keys):
             return _NONE
-        low = np.take(volume, keys, axis=1) <= sizes * (cfg.collapse_ratio * (n[keys] / k[keys]))
+        low = np.take(volume, keys, axis=1) <= sizes * (cfg.collapse_ratio * mean[keys])
         keep = np.logical_or.reduce(low, axis=0)
         keys, low = keys[keep], low[:, keep]
     else:
         # as whole-number thresholds (volume <= x iff volume <= floor(x)), compared in int32;
         # keys that are not busy (k may be 0) get any threshold: they are masked out below
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.divide(n, k, out=floor)
+        with np.errstate(invalid="ignore"):
             most = np.multiply(
                 st.collapse_factors,
                 mean,
@@ -257,8 +258,7 @@ def _score_collapse(
         low = low[:, keys]
     if not len(keys):
         return _NONE
-    mu = n[keys] / k[keys]
-    lam = mu * sizes
+    lam = mean[keys] * sizes
     vs = np.take(volume, keys, axis=1).astype(np.float64)
     z = deviance_z(vs, lam, np.take(st.phi_n, keys))
     np.negative(z, out=z)
