@@ -30,7 +30,7 @@ from detector.keys import KeyRegistry
 from detector.messages import MessageSamples
 from detector.models import AnomalyEvent, EventKind, Signal, fingerprint
 from detector.otlp import OtlpDecoder
-from detector.state import NEVER, KeyState
+from detector.state import NEVER_IDLE, KeyState
 from detector.step import Verdict, close_bucket, eviction_verdicts
 
 I64 = npt.NDArray[np.int64]
@@ -319,7 +319,7 @@ class Detector:
             return []
         events = [self._event(v, t - 1) for v in eviction_verdicts(self._state, keys, t - 1, self._keys.used)]
         self._state.clear(keys)
-        self._state.last_seen[keys] = NEVER  # a free id is never idle (clear did it too)
+        self._state.last_seen[keys] = NEVER_IDLE  # a free id is never idle (clear did it too)
         self._keys.evict(keys.tolist())
         self._messages.forget(keys.tolist())
         self._counts["evicted"] += len(keys)

@@ -1,13 +1,15 @@
 """Per-key detector state as numpy columns (one column per key id), raw and derived.
 
-Raw state is what a snapshot stores; derived state (rolling sums, window sums, dispersion) is
-rebuilt from it by :meth:`KeyState.rebuild`, with integer arithmetic wherever a value is
-maintained incrementally, so a restored detector computes bit for bit what the original would.
+Raw state is what a snapshot stores; derived state (rolling sums, the baseline including the
+current slot, window sums, dispersion) is rebuilt from it by :meth:`KeyState.rebuild`, with
+whole-number arithmetic wherever a value is maintained incrementally, so a restored detector
+computes bit for bit what the original would.
 
 Columns that are read and written together are rows of one array (a *stack*, see
 :data:`_STACKS`), and each column is also an attribute that is a view of its row: closing a
 bucket then updates the events and errors of every key in one numpy call instead of two, and
-most of a close at 10,000 keys is the fixed cost of numpy calls, not the work on the keys.
+most of a close at 10,000 keys is the fixed cost of numpy calls, not the work on the keys. The
+stacks share one allocation (numpy asks the kernel for huge pages for one of 4 MiB or more).
 
 Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is 990 bytes:
 
@@ -41,7 +43,7 @@ GROUP_KEYS = 64
 """Consecutive key ids that complete their baseline slots at the same bucket (see
 :meth:`KeyState.group`); capacities are multiples of it."""
 
-NEVER = np.iinfo(np.int64).max
+NEVER_IDLE = np.iinfo(np.int64).max
 """``last_seen`` of an id not in use: it is never idle."""
 
 N, E, K = 0, 1, 2
@@ -171,7 +173,7 @@ class KeyState:
         baseline, and as last bucket seen the largest int64 (an unused id is never idle)."""
         if stack == "disp":
             return self._empty_disp
-        return NEVER if stack == "seen" else 0
+        return NEVER_IDLE if stack == "seen" else 0
 
     def _alloc(self, capacity: int) -> None:
         capacity = -(-capacity // GROUP_KEYS) * GROUP_KEYS
