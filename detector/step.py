@@ -72,10 +72,6 @@ class _Scored:
         critical: npt.NDArray[np.bool_] = np.logical_or.reduce(severe, axis=0)
         return cls(keys, z[window, np.arange(len(keys))], window, critical)
 
-    @classmethod
-    def none(cls) -> _Scored:
-        return _NONE
-
     def anomalous(self, cfg: DetectorConfig) -> npt.NDArray[np.bool_]:
         return self.z >= cfg.z_threshold
 
