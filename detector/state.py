@@ -180,19 +180,14 @@ class KeyState:
         shapes = {
             stack: self._shape(kind, len(columns), capacity) for stack, (kind, _, columns) in _STACKS.items()
         }
-        sizes = {
-            stack: -(-int(np.prod(shapes[stack])) * np.dtype(_STACKS[stack][1]).itemsize // 64) * 64
-            for stack in _STACKS
+        nbytes = {
+            stack: int(np.prod(shapes[stack])) * np.dtype(_STACKS[stack][1]).itemsize for stack in _STACKS
         }
-        arena = np.empty(sum(sizes.values()), dtype=np.uint8)
+        arena = np.empty(sum(-(-size // 64) * 64 for size in nbytes.values()), dtype=np.uint8)
         offset = 0
         for stack, (kind, dtype, columns) in _STACKS.items():
-            arr = (
-                arena[offset : offset + int(np.prod(shapes[stack])) * np.dtype(dtype).itemsize]
-                .view(dtype)
-                .reshape(shapes[stack])
-            )
-            offset += sizes[stack]
+            arr = arena[offset : offset + nbytes[stack]].view(dtype).reshape(shapes[stack])
+            offset += -(-nbytes[stack] // 64) * 64  # each stack starts on a cache line
             arr[...] = self._fill(stack)
             old = getattr(self, stack, None)
             if old is not None:
@@ -266,8 +261,8 @@ class KeyState:
     def _blocks(self, column: npt.NDArray[Any], t: int, used: int) -> npt.NDArray[Any]:
         """A view of the group's keys in ``column`` (see :meth:`group`): its last axis (keys)
         becomes one row per block of the group, :data:`GROUP_KEYS` wide. The last block may run
-        past ``used``; its keys there are all zero (or the empty derived values), which a roll
-        leaves as they are."""
+        past ``used``; its ids there hold what an unused id holds (see :meth:`_fill`), which a roll
+        leaves as it is."""
         start, blocks, step = self._block_range(t, used)
         lead = column.shape[:-1]
         return column[..., : blocks * GROUP_KEYS].reshape(*lead, blocks, GROUP_KEYS)[..., start::step, :]
