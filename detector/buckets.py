@@ -4,6 +4,12 @@ A batch is aggregated with ``numpy.bincount`` over ``bucket * capacity + key`` w
 small, with ``numpy.add.at`` when there are many more keys than events, else by sorting; no
 Python code runs per event. Only the few buckets inside the
 lateness horizon are open at a time, so memory is a handful of arrays of ``capacity`` counts.
+
+Counts are int32, which is what a bucket close works in (see :attr:`KeyState.bucket_max
+<detector.state.KeyState.bucket_max>`), so that a close reads them as they are. No count can
+exceed the number of rows ever added to its bucket, which is tracked: a bucket that could pass
+the int32 range is widened to int64 first, and :meth:`PendingBuckets.pop` says whether a bucket
+may hold a count that a close must clip.
 """
 
 from __future__ import annotations
@@ -14,18 +20,24 @@ import numpy as np
 import numpy.typing as npt
 
 I64 = npt.NDArray[np.int64]
+Counts = npt.NDArray[np.int32] | I64
+INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class PendingBuckets:
-    """bucket index -> events and errors per key: a (2, ``capacity``) int64 array, rows
-    :data:`~detector.state.N` and :data:`~detector.state.E` (unpacks as ``n, e``)."""
+    """bucket index -> events and errors per key: a (2, ``capacity``) int32 array (int64 once a
+    bucket has had more rows than int32 holds), rows :data:`~detector.state.N` and
+    :data:`~detector.state.E` (unpacks as ``n, e``)."""
 
-    __slots__ = ("_spare", "buckets", "capacity")
+    __slots__ = ("_spare", "buckets", "capacity", "rows")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.buckets: dict[int, I64] = {}
-        self._spare: list[I64] = []
+        self.buckets: dict[int, Counts] = {}
+        self.rows: dict[int, int] = {}
+        """Per bucket, at least the rows added to it: a bound on every count in it."""
+        self._spare: list[Counts] = []
+        """Zeroed int32 arrays of closed buckets, for reuse."""
 
     def __bool__(self) -> bool:
         return bool(self.buckets)
@@ -37,17 +49,22 @@ class PendingBuckets:
         if capacity <= self.capacity:
             return
         for b, counts in list(self.buckets.items()):
-            grown = np.zeros((2, capacity), np.int64)
+            grown = np.zeros((2, capacity), counts.dtype)
             grown[:, : self.capacity] = counts
             self.buckets[b] = grown
         self._spare.clear()
         self.capacity = capacity
 
-    def _arrays(self, bucket: int) -> I64:
+    def _arrays(self, bucket: int, rows: int) -> Counts:
+        """The counts of ``bucket``, about to take up to ``rows`` more rows."""
         counts = self.buckets.get(bucket)
         if counts is None:
-            counts = self._spare.pop() if self._spare else np.zeros((2, self.capacity), np.int64)
+            counts = self._spare.pop() if self._spare else np.zeros((2, self.capacity), np.int32)
             self.buckets[bucket] = counts
+        held = self.rows.get(bucket, 0) + rows
+        self.rows[bucket] = held
+        if held > INT32_MAX and counts.dtype != np.int64:
+            counts = self.buckets[bucket] = counts.astype(np.int64)
         return counts
 
     def add(self, buckets: I64, keys: I64, errors: npt.NDArray[np.bool_]) -> None:
@@ -63,7 +80,7 @@ class PendingBuckets:
                 here = buckets == b if span > 1 else None
                 if here is not None and not here.any():
                     continue
-                n, e = self._arrays(b)
+                n, e = self._arrays(b, len(buckets))
                 np.add.at(n, keys if here is None else keys[here], 1)
                 np.add.at(e, keys[errors] if here is None else keys[here & errors], 1)
             return
@@ -75,7 +92,7 @@ class PendingBuckets:
                 row = counts[j]
                 if span > 1 and not row.any():
                     continue
-                n, e = self._arrays(low + j)
+                n, e = self._arrays(low + j, len(buckets))
                 n += row
                 e += errs[j]
             return
@@ -86,7 +103,7 @@ class PendingBuckets:
         which = uniq // cap
         cuts = np.flatnonzero(np.diff(which)) + 1
         for part in np.split(np.arange(len(uniq)), cuts):
-            n, e = self._arrays(low + int(which[part[0]]))
+            n, e = self._arrays(low + int(which[part[0]]), len(buckets))
             k = uniq[part] % cap
             n[k] += counts[part]
             e[k] += errs[part]
@@ -98,21 +115,32 @@ class PendingBuckets:
             mask |= n[:used] > 0
         return mask
 
-    def pop(self, bucket: int) -> I64 | None:
-        return self.buckets.pop(bucket, None)
+    def pop(self, bucket: int) -> tuple[Counts, int] | None:
+        """The counts of ``bucket`` and a bound on each of them (the rows added to it)."""
+        counts = self.buckets.pop(bucket, None)
+        if counts is None:
+            return None
+        return counts, self.rows.pop(bucket, 0)
 
-    def recycle(self, counts: I64, used: int) -> None:
+    def recycle(self, counts: Counts, used: int) -> None:
         """Keep a popped bucket's array for reuse; ids from ``used`` on never had counts."""
-        if counts.shape[1] == self.capacity and len(self._spare) < 4:
+        if counts.shape[1] == self.capacity and counts.dtype == np.int32 and len(self._spare) < 4:
             counts[:, :used] = 0
             self._spare.append(counts)
 
     def to_state(self, used: int) -> list[list[Any]]:
-        return [[b, n[:used].tobytes(), e[:used].tobytes()] for b, (n, e) in sorted(self.buckets.items())]
+        """Per bucket: [bucket, events, errors] (int64 bytes of the first ``used`` keys)."""
+        return [
+            [b, n[:used].astype(np.int64).tobytes(), e[:used].astype(np.int64).tobytes()]
+            for b, (n, e) in sorted(self.buckets.items())
+        ]
 
     def load_state(self, state: list[list[Any]], used: int) -> None:
         self.buckets.clear()
+        self.rows.clear()
         for b, n_bytes, e_bytes in state:
-            n, e = self._arrays(int(b))
-            n[:used] = np.frombuffer(n_bytes, dtype=np.int64)
-            e[:used] = np.frombuffer(e_bytes, dtype=np.int64)
+            n64 = np.frombuffer(n_bytes, dtype=np.int64)
+            e64 = np.frombuffer(e_bytes, dtype=np.int64)
+            n, e = self._arrays(int(b), int(n64.sum()))  # a bucket's rows are its events
+            n[:used] = n64
+            e[:used] = e64

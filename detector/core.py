@@ -300,15 +300,12 @@ class Detector:
                 group = st.group(t, used)
                 idle = stale.reshape(-1)[: len(group)] & ~self._pending.holding(used)[group]
                 events += self._evict(group[idle], t)
-        counts = self._pending.pop(t)
-        verdicts = close_bucket(
-            st,
-            t,
-            np.zeros((2, used), np.int64) if counts is None else counts[:, :used],
-            used,
-            volume=complete,
-        )
-        if counts is not None:
+        popped = self._pending.pop(t)
+        if popped is None:
+            verdicts = close_bucket(st, t, np.zeros((2, used), np.int32), used, most=0, volume=complete)
+        else:
+            counts, most = popped
+            verdicts = close_bucket(st, t, counts[:, :used], used, most=most, volume=complete)
             self._pending.recycle(counts, used)
         self._messages.close(t)
         self._counts["closed"] += 1

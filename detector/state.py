@@ -30,7 +30,7 @@ key and bucket by default), which keeps every window sum inside int32.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -99,6 +99,19 @@ I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 
 
+class _GroupViews(NamedTuple):
+    """Block views (see :meth:`KeyState._blocks`) of one group's keys in the columns a roll reads."""
+
+    last_seen: I64
+    events: I32
+    """Events in the widest window."""
+    base: F64
+    ring: I32
+    """Every slot of the ring (the slot is the leading axis)."""
+    sums: I64
+    disp: F64
+
+
 class KeyState:
     """Columns of per-key state, ``capacity`` columns each; columns past ``used`` are all zero
     (or, for the dispersion factors, the values of a key with no baseline)."""
@@ -152,6 +165,7 @@ class KeyState:
         """Volume-collapse thresholds per bucket of baseline volume, per window (a column)."""
         self._scratch: dict[tuple[str, int], npt.NDArray[Any]] = {}
         self._marks: dict[str, npt.NDArray[np.bool_]] = {}
+        self._views: dict[tuple[int, int], _GroupViews] = {}
         self._loaded_current: I64 | None = None
         self._empty_disp = self._dispersion(np.zeros((len(_STACKS["sums"][2]), 1)))
         """Dispersion factors of a key with no baseline yet (new, evicted or relearning): what
@@ -196,6 +210,7 @@ class KeyState:
             for row, column in enumerate(columns):
                 setattr(self, column, arr[row] if kind == "key" else arr[:, row])
         self.capacity = capacity
+        self._views = {}  # views of the old arrays
 
     def scratch(self, name: str, dtype: Any, rows: int = 0) -> npt.NDArray[Any]:
         """A reusable work array of ``capacity`` columns (``rows`` rows when not 0).
@@ -255,7 +270,7 @@ class KeyState:
         """Of the keys of :meth:`group` (one row per block), those last seen before ``before``;
         ids past ``used`` are never stale, so that ``stale(...).ravel()`` lines up with
         :meth:`group`'s ids."""
-        stale: npt.NDArray[np.bool_] = self._blocks(self.last_seen, t, used) < before
+        stale: npt.NDArray[np.bool_] = self._group_views(t, used).last_seen < before
         return stale
 
     def _blocks(self, column: npt.NDArray[Any], t: int, used: int) -> npt.NDArray[Any]:
@@ -271,19 +286,31 @@ class KeyState:
         """(first block, blocks in use, step) of the group of bucket ``t``."""
         return t % self.config.slot_buckets, -(-used // GROUP_KEYS), self.config.slot_buckets
 
+    def _group_views(self, t: int, used: int) -> _GroupViews:
+        """The views of :meth:`_blocks` that a roll and an idle check use, made once per group
+        (and again when the keys in use or the capacity change): making them costs more than
+        most of the numpy calls of a roll."""
+        phase = t % self.config.slot_buckets
+        key = (phase, used)
+        views = self._views.get(key)
+        if views is None:
+            if any(k[1] != used for k in self._views):
+                self._views.clear()
+            columns = (self.last_seen, self.wsum_n[-1], self.base, self.ring, self.sums, self.disp)
+            views = self._views[key] = _GroupViews(*(self._blocks(column, t, used) for column in columns))
+        return views
+
     def roll(self, t: int, used: int) -> None:
         """Before bucket ``t``: the keys of :meth:`group` complete their current slot, which
         replaces their oldest one."""
         cfg = self.config
         pos = (t // cfg.slot_buckets) % cfg.baseline_slots
 
-        def g(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            return self._blocks(column, t, used)
-
+        views = self._group_views(t, used)
         if cfg.windows[-1] >= cfg.slot_buckets:  # the window ring covers the whole slot
             # any event in the ring is an event in the widest window (one row, not the ring)
-            np.putmask(g(self.last_seen), g(self.wsum_n[-1]) > 0, t - 1)
-        base, ring, sums = g(self.base), g(self.ring[pos]), g(self.sums)
+            np.putmask(views.last_seen, views.events > 0, t - 1)
+        base, ring, sums = views.base, views.ring[pos], views.sums
         # [new, old] slot of each key (the completed one, the one it replaces): n, e, k, k > 0
         both = np.empty((2, 4, *base.shape[1:]), dtype=np.int64)
         np.subtract(base, sums[: SUM_K + 1], out=both[0, :3], casting="unsafe")  # whole numbers
@@ -297,7 +324,7 @@ class KeyState:
         sums[SUM_E2] += products[E, E]
         ring[...] = both[0, :3]
         base[...] = sums[: SUM_K + 1]  # a new slot starts empty
-        self._dispersion(sums.astype(np.float64), out=g(self.disp))
+        self._dispersion(sums.astype(np.float64), out=views.disp)
 
     def _dispersion(self, sums: F64, out: F64 | None = None) -> F64:
         """phi and phi_n from the (exact) rolling sums, rows as in :data:`_STACKS`."""

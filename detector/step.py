@@ -33,6 +33,7 @@ from detector.state import E, K, KeyState, N
 from detector.vectorised import deviance_z
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 Keys = npt.NDArray[np.intp]
 
@@ -106,13 +107,20 @@ class _Baseline:
         return row
 
 
-def close_bucket(st: KeyState, t: int, counts: I64, used: int, *, volume: bool = True) -> list[Verdict]:
+def close_bucket(
+    st: KeyState, t: int, counts: I32 | I64, used: int, *, most: int | None = None, volume: bool = True
+) -> list[Verdict]:
     """Close bucket ``t`` with per-key events and errors ``counts`` (rows ``N`` and ``E``, ``used``
-    keys). ``volume=False`` skips volume-collapse judgement (an incomplete bucket, see ``flush``)."""
+    keys; only read), none of them above ``most`` when it is given. ``volume=False`` skips
+    volume-collapse judgement (an incomplete bucket, see ``flush``)."""
     cfg = st.config
     width = cfg.windows[-1]
     # the bucket's counts, clipped so that window sums stay inside int32 (errors <= events stays)
-    ne = np.minimum(counts, st.bucket_max, out=st.scratch("ne", np.int32, 2)[:, :used], casting="unsafe")
+    if counts.dtype == np.int32 and most is not None and most <= st.bucket_max:
+        ne = counts  # nothing to clip
+    else:
+        ne = np.minimum(counts, st.bucket_max, out=st.scratch("ne", np.int32, 2)[:, :used], casting="unsafe")
+    # window i sums ring positions t - 1 ... t - w_i (mod width): the oldest leaves, the bucket joins
     wsum, ring = st.wsum[..., :used], st.win[..., :used]
     for i, w in enumerate(cfg.windows):  # in place: no temporaries (see KeyState.scratch)
         if w == 1:
@@ -171,9 +179,9 @@ def _score_errors(
     keys = enough.nonzero()[0]
     if not len(keys):
         return _NONE
-    window = np.take(st.wsum, keys, axis=2).astype(np.float64)  # [window][n, e][key]
+    window = st.wsum.take(keys, axis=2).astype(np.float64)  # [window][n, e][key]
     xs, vs = window[:, E], window[:, N]
-    b = np.take(base.counts[: E + 1], keys, axis=1)
+    b = base.counts[: E + 1].take(keys, axis=1)
     es = b[E]
     ps = es + 0.5
     ps /= b[N] + 1.0
@@ -182,7 +190,7 @@ def _score_errors(
     # Selective and necessary for z >= z_clear: x >= lam + z_clear * sqrt(phi * lam), because the
     # deviance z of an excess never exceeds the Gaussian one; the other gates are floors on x too,
     # so one threshold per window and key holds them all.
-    phi = np.take(st.phi, keys)
+    phi = st.phi.take(keys)
     need = lams * phi
     np.sqrt(need, out=need)
     need *= cfg.z_clear
@@ -221,10 +229,17 @@ def _score_errors(
 def _score_collapse(
     cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
 ) -> _Scored:
-    n, k = base.n, base.k
-    # events per admitted bucket; keys with no bucket (0 / 0) are not warm, and masked out
+    # keys with no admitted bucket have 0 / 0 events per bucket, and no integer threshold: they
+    # are not warm, and masked out
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.divide(n, k, out=st.scratch("f1", np.float64)[:used])
+        return _collapse(cfg, st, warm, base, used)
+
+
+def _collapse(
+    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
+) -> _Scored:
+    n, k = base.n, base.k
+    mean = np.divide(n, k, out=st.scratch("f1", np.float64)[:used])  # events per admitted bucket
     busy = np.greater_equal(mean, cfg.collapse_min_volume, out=st.scratch("busy", np.bool_)[:used])
     busy &= warm
     volume = st.wsum[:, N]
@@ -234,19 +249,14 @@ def _score_collapse(
         keys = busy.nonzero()[0]
         if not len(keys):
             return _NONE
-        low = np.take(volume, keys, axis=1) <= sizes * (cfg.collapse_ratio * mean[keys])
+        low = volume.take(keys, axis=1) <= sizes * (cfg.collapse_ratio * mean[keys])
         keep = np.logical_or.reduce(low, axis=0)
         keys, low = keys[keep], low[:, keep]
     else:
         # as whole-number thresholds (volume <= x iff volume <= floor(x)), compared in int32;
         # keys that are not busy (k may be 0) get any threshold: they are masked out below
-        with np.errstate(invalid="ignore"):
-            most = np.multiply(
-                st.collapse_factors,
-                mean,
-                out=st.scratch("most", np.int32, len(sizes))[:, :used],
-                casting="unsafe",
-            )
+        most = st.scratch("most", np.int32, len(sizes))[:, :used]
+        np.multiply(st.collapse_factors, mean, out=most, casting="unsafe")
         low = np.less_equal(volume[:, :used], most, out=st.scratch("low", np.bool_, len(sizes))[:, :used])
         any_low = np.logical_or.reduce(low, axis=0, out=st.scratch("any", np.bool_)[:used])
         any_low &= busy
@@ -255,8 +265,8 @@ def _score_collapse(
     if not len(keys):
         return _NONE
     lam = mean[keys] * sizes
-    vs = np.take(volume, keys, axis=1).astype(np.float64)
-    z = deviance_z(vs, lam, np.take(st.phi_n, keys))
+    vs = volume.take(keys, axis=1).astype(np.float64)
+    z = deviance_z(vs, lam, st.phi_n.take(keys))
     np.negative(z, out=z)
     np.putmask(z, ~low, -np.inf)
     return _Scored.best(keys, z, (vs == 0) & (z >= cfg.z_threshold))

@@ -11,16 +11,16 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def deviance_z(x: FloatArray, lam: FloatArray, phi: FloatArray | float) -> FloatArray:
-    """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0),
-    divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`: the same
-    operations in the same order; numpy's log may differ from libm's in the last bit)."""
+    """Signed-root Poisson deviance of counts ``x`` (>= 0) against expectations ``lam`` (> 0,
+    finite), divided by the dispersion ``phi`` (see :func:`detector.scoring.deviance_z1`: the
+    same operations in the same order; numpy's log may differ from libm's in the last bit).
+    Within those bounds no step divides by zero or makes a NaN, so no error state is set."""
     diff = x - lam
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio)
-        d = np.maximum(x, _TINY)
-        d /= lam
-        np.log(d, out=d)
-        d *= x
+    # x ln(x / lam), 0 at x = 0 (0 times the log of a tiny ratio, finite for any finite lam)
+    d = np.maximum(x, _TINY)
+    d /= lam
+    np.log(d, out=d)
+    d *= x
     d -= diff
     d *= 2.0
     np.maximum(d, 0.0, out=d)
