@@ -11,7 +11,7 @@ bucket then updates the events and errors of every key in one numpy call instead
 most of a close at 10,000 keys is the fixed cost of numpy calls, not the work on the keys. The
 stacks share one allocation (numpy asks the kernel for huge pages for one of 4 MiB or more).
 
-Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is 990 bytes:
+Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is 1,002 bytes:
 
 * baseline ring, one entry per slot: events, errors and admitted buckets (int32);
 * the baseline's events, errors and admitted buckets including the current slot's (float64,
@@ -20,7 +20,8 @@ Memory per key (defaults: 60 baseline slots, windows up to 16 buckets) is 990 by
 * the last ``windows[-1]`` buckets' events and errors (int32), and their window sums (int32);
 * signal severities (int8); hysteresis and quarantine runs (int32); last bucket with an event
   (int64, kept per slot when the window ring covers a slot);
-* rolling sums over the ring (int64) and two dispersion factors (float64).
+* rolling sums over the ring (int64), two dispersion factors (float64) and, per window, the
+  largest volume that is a collapse (int32; see :meth:`KeyState._collapse_at`).
 
 Slot totals are clipped at :data:`SLOT_MAX` events (about 6.7 million events per second per key
 at the default slot width), which keeps every sum of squares inside int64. A bucket's counts are
@@ -45,6 +46,8 @@ GROUP_KEYS = 64
 
 NEVER_IDLE = np.iinfo(np.int64).max
 """``last_seen`` of an id not in use: it is never idle."""
+NO_COLLAPSE = -1
+"""``collapse_at`` of a key that cannot collapse: no window volume is at or below it."""
 
 N, E, K = 0, 1, 2
 """Rows of the ``ring``, ``base``, ``win`` and ``wsum`` stacks (the last two have no K)."""
@@ -65,6 +68,7 @@ _STACKS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
     "sums": ("key", np.int64, ("sum_n", "sum_e", "sum_k", "sum_slots", "sum_n2", "sum_ne", "sum_e2")),
     "wsum": ("windows", np.int32, ("wsum_n", "wsum_e")),
     "disp": ("key", np.float64, ("phi", "phi_n")),
+    "drop": ("windows", np.int32, ("collapse_at",)),
 }
 _COLUMNS: dict[str, tuple[str, int]] = {
     column: (stack, row) for stack, (_, _, columns) in _STACKS.items() for row, column in enumerate(columns)
@@ -110,6 +114,7 @@ class _GroupViews(NamedTuple):
     """Every slot of the ring (the slot is the leading axis)."""
     sums: I64
     disp: F64
+    drop: I32
 
 
 class KeyState:
@@ -125,6 +130,7 @@ class KeyState:
     sums: I64
     wsum: I32
     disp: F64
+    drop: I32
 
     ring_n: I32
     ring_e: I32
@@ -151,6 +157,7 @@ class KeyState:
     wsum_e: I32
     phi: F64
     phi_n: F64
+    collapse_at: I32
 
     def __init__(self, config: DetectorConfig, capacity: int = 64) -> None:
         self.config = config
@@ -183,10 +190,13 @@ class KeyState:
         return (*lead, rows, capacity)
 
     def _fill(self, stack: str) -> int | npt.NDArray[np.float64]:
-        """What a column holds for an id not in use: zeros, but the dispersion factors of no
-        baseline, and as last bucket seen the largest int64 (an unused id is never idle)."""
+        """What a column holds for an id not in use: zeros, but the dispersion factors and the
+        collapse thresholds of no baseline, and as last bucket seen the largest int64 (an unused
+        id is never idle)."""
         if stack == "disp":
             return self._empty_disp
+        if stack == "drop":
+            return NO_COLLAPSE
         return NEVER_IDLE if stack == "seen" else 0
 
     def _alloc(self, capacity: int) -> None:
@@ -253,6 +263,7 @@ class KeyState:
         self.quarantine[rows] = 0
         self.sums[:, rows] = 0
         self.disp[:, rows] = self._empty_disp
+        self.drop[..., rows] = NO_COLLAPSE
 
     def group(self, t: int, used: int) -> npt.NDArray[np.intp]:
         """The ids below ``used`` of the keys whose baseline slot ends before bucket ``t``.
@@ -296,7 +307,7 @@ class KeyState:
         if views is None:
             if any(k[1] != used for k in self._views):
                 self._views.clear()
-            columns = (self.last_seen, self.wsum_n[-1], self.base, self.ring, self.sums, self.disp)
+            columns = (self.last_seen, self.wsum_n[-1], self.base, self.ring, self.sums, self.disp, self.drop)
             views = self._views[key] = _GroupViews(*(self._blocks(column, t, used) for column in columns))
         return views
 
@@ -324,7 +335,29 @@ class KeyState:
         sums[SUM_E2] += products[E, E]
         ring[...] = both[0, :3]
         base[...] = sums[: SUM_K + 1]  # a new slot starts empty
-        self._dispersion(sums.astype(np.float64), out=views.disp)
+        self._derive(sums, views.disp, views.drop[:, 0])
+
+    def _derive(self, sums: I64, disp: F64, collapse_at: I32) -> None:
+        """The columns derived from the completed slots' sums (rows as in :data:`_STACKS`):
+        dispersion factors and volume-collapse thresholds."""
+        exact = sums.astype(np.float64)
+        self._dispersion(exact, out=disp)
+        self._collapse_at(exact, out=collapse_at)
+
+    def _collapse_at(self, sums: F64, out: I32) -> None:
+        """Per window (rows of ``out``), the largest volume that is a collapse: ``collapse_ratio``
+        of the completed slots' events per admitted bucket times the window's length, as a whole
+        number (volume <= x iff volume <= floor(x)); :data:`NO_COLLAPSE` for keys whose completed
+        slots hold fewer than ``warmup_buckets`` buckets or fewer than ``collapse_min_volume``
+        events per bucket."""
+        cfg = self.config
+        n, k = sums[SUM_N], sums[SUM_K]
+        mean = n / np.maximum(k, 1.0)
+        able = (k >= cfg.warmup_buckets) & (mean >= cfg.collapse_min_volume)
+        most = self.collapse_factors.reshape(-1, *[1] * mean.ndim) * mean
+        np.minimum(most, np.iinfo(np.int32).max, out=most)  # a volume (int32) is always below
+        np.copyto(out, most, casting="unsafe")  # floor: most is >= 0
+        np.copyto(out, NO_COLLAPSE, where=~able)
 
     def _dispersion(self, sums: F64, out: F64 | None = None) -> F64:
         """phi and phi_n from the (exact) rolling sums, rows as in :data:`_STACKS`."""
@@ -366,7 +399,7 @@ class KeyState:
         sums[SUM_E2] = (e * e).sum(axis=0)
         sums[SUM_NE] = (n * e).sum(axis=0)
         sums[SUM_N2] = (n * n).sum(axis=0)
-        self._dispersion(sums.astype(np.float64), out=self.disp[:, u])
+        self._derive(sums, self.disp[:, u], self.collapse_at[:, u])
         self.set_current(current, used)
         self.quarantined = np.flatnonzero(self.quarantine[u] > 0)
         width = self.config.windows[-1]

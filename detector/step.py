@@ -29,7 +29,7 @@ import numpy.typing as npt
 from detector.config import DetectorConfig
 from detector.models import EventKind, Severity, Signal
 from detector.scoring import deviance_z1, rate_of_change, score
-from detector.state import E, K, KeyState, N
+from detector.state import SUM_K, E, K, KeyState, N
 from detector.vectorised import deviance_z
 
 I64 = npt.NDArray[np.int64]
@@ -132,8 +132,8 @@ def close_bucket(
 
     base = _Baseline(st.base[:, :used])
     warm = np.greater_equal(base.k, cfg.warmup_buckets, out=st.scratch("warm", np.bool_)[:used])
-    err = _score_errors(cfg, st, warm, base, used)
-    col = _score_collapse(cfg, st, warm, base, used) if volume else _NONE
+    err = _score_errors(cfg, st, warm, used)
+    col = _score_collapse(cfg, st, used) if volume else _NONE
 
     # suspicious: some window of either signal at or above z_clear (marked, then listed in order)
     marks = st.marks("suspicious")
@@ -168,9 +168,7 @@ def close_bucket(
     return verdicts
 
 
-def _score_errors(
-    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
-) -> _Scored:
+def _score_errors(cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], used: int) -> _Scored:
     least = max(cfg.min_errors, 1)
     # A window can only alert with at least `least` errors in it, and the widest window holds
     # the most (windows are nested): one pass over every key picks the candidates.
@@ -179,9 +177,10 @@ def _score_errors(
     keys = enough.nonzero()[0]
     if not len(keys):
         return _NONE
+    # takes from whole stacks: take copies a strided view (a slice of the keys) whole first
     window = st.wsum.take(keys, axis=2).astype(np.float64)  # [window][n, e][key]
     xs, vs = window[:, E], window[:, N]
-    b = base.counts[: E + 1].take(keys, axis=1)
+    b = st.base.take(keys, axis=1)  # [n, e, k][key]
     es = b[E]
     ps = es + 0.5
     ps /= b[N] + 1.0
@@ -226,46 +225,23 @@ def _score_errors(
     return _Scored.best(keys, z, crit)
 
 
-def _score_collapse(
-    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
-) -> _Scored:
-    # keys with no admitted bucket have 0 / 0 events per bucket, and no integer threshold: they
-    # are not warm, and masked out
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return _collapse(cfg, st, warm, base, used)
-
-
-def _collapse(
-    cfg: DetectorConfig, st: KeyState, warm: npt.NDArray[np.bool_], base: _Baseline, used: int
-) -> _Scored:
-    n, k = base.n, base.k
-    mean = np.divide(n, k, out=st.scratch("f1", np.float64)[:used])  # events per admitted bucket
-    busy = np.greater_equal(mean, cfg.collapse_min_volume, out=st.scratch("busy", np.bool_)[:used])
-    busy &= warm
+def _score_collapse(cfg: DetectorConfig, st: KeyState, used: int) -> _Scored:
+    """Keys with some window's volume at or below its collapse threshold (derived from the
+    completed slots at each roll: see :meth:`KeyState._collapse_at`), scored."""
     volume = st.wsum[:, N]
-    sizes = st.window_sizes
-    # low in some window: volume <= ratio * baseline volume per bucket * window length
-    if 4 * int(np.count_nonzero(busy)) < used:  # few busy keys: work on them alone
-        keys = busy.nonzero()[0]
-        if not len(keys):
-            return _NONE
-        low = volume.take(keys, axis=1) <= sizes * (cfg.collapse_ratio * mean[keys])
-        keep = np.logical_or.reduce(low, axis=0)
-        keys, low = keys[keep], low[:, keep]
-    else:
-        # as whole-number thresholds (volume <= x iff volume <= floor(x)), compared in int32;
-        # keys that are not busy (k may be 0) get any threshold: they are masked out below
-        most = st.scratch("most", np.int32, len(sizes))[:, :used]
-        np.multiply(st.collapse_factors, mean, out=most, casting="unsafe")
-        low = np.less_equal(volume[:, :used], most, out=st.scratch("low", np.bool_, len(sizes))[:, :used])
-        any_low = np.logical_or.reduce(low, axis=0, out=st.scratch("any", np.bool_)[:used])
-        any_low &= busy
-        keys = any_low.nonzero()[0]
-        low = low[:, keys]
+    low = np.less_equal(
+        volume[:, :used],
+        st.collapse_at[:, :used],
+        out=st.scratch("low", np.bool_, len(cfg.windows))[:, :used],
+    )
+    any_low = np.logical_or.reduce(low, axis=0, out=st.scratch("any", np.bool_)[:used])
+    keys = any_low.nonzero()[0]
     if not len(keys):
         return _NONE
-    lam = mean[keys] * sizes
-    vs = volume.take(keys, axis=1).astype(np.float64)
+    low = low[:, keys]
+    n, _, k = st.sums[: SUM_K + 1].take(keys, axis=1).astype(np.float64)  # n, e, k
+    lam = n / np.maximum(k, 1.0) * st.window_sizes  # as the thresholds were derived
+    vs = st.wsum.take(keys, axis=2)[:, N].astype(np.float64)  # not volume.take: see _score_errors
     z = deviance_z(vs, lam, st.phi_n.take(keys))
     np.negative(z, out=z)
     np.putmask(z, ~low, -np.inf)
@@ -328,7 +304,8 @@ class _Stats:
                 e_now / n_now if n_now else 0.0, e_prev / n_prev if n_prev else 0.0, cfg.rate_floor
             )
         else:
-            mu = int(self.base.n[key]) / max(int(self.base.k[key]), 1)
+            # volume is judged against the completed slots (see KeyState._collapse_at)
+            mu = int(st.sum_n[key]) / max(int(st.sum_k[key]), 1)
             lam = max(mu * w, 1e-9)
             z = -deviance_z1(float(v), lam, float(st.phi_n[key]))
             observed = v / seconds

@@ -11,6 +11,7 @@ from detector.models import EventKind, Severity, Signal
 from detector.scoring import rate_of_change
 from detector.state import KeyState
 from detector.step import close_bucket
+from detector.vectorised import deviance_z
 from tests.detector.streams import T0, Service, of, run, seconds
 
 
@@ -162,35 +163,46 @@ def test_a_clear_10x_spike_is_detected_within_three_buckets() -> None:
 
 
 def test_volume_collapse_thresholds_in_whole_numbers_pick_the_keys_the_ratio_does() -> None:
-    """The close compares window volumes with whole-number thresholds when most keys are busy
-    and with the ratio itself when few are: both pick exactly the keys whose volume in some
-    window is at most ``collapse_ratio`` of their baseline's, and no other."""
-    from detector.step import _Baseline, _score_collapse
+    """The close compares window volumes with whole-number thresholds derived from the completed
+    slots: they pick exactly the warm, busy keys whose volume in some window is at most
+    ``collapse_ratio`` of their baseline's (keys on the line included), and no other."""
+    from detector.step import _score_collapse
 
     cfg = DetectorConfig()
     rng = np.random.default_rng(12)
     keys = 4000
     st = KeyState(cfg, keys)
-    k = rng.integers(cfg.warmup_buckets, 400, keys).astype(np.float64)
+    k = rng.integers(0, 400, keys)
+    k[:300] = cfg.warmup_buckets  # just warm
+    k[300:400] = cfg.warmup_buckets - 1  # not yet
     mean = rng.uniform(0, 60, keys)
     n = np.floor(mean * k)
+    st.ring_n[0, :keys] = n  # one completed slot holds the whole baseline
+    st.ring_k[0, :keys] = k
+    st.rebuild(None, keys)
+    kf, nf = k.astype(np.float64), n.astype(np.float64)
     volume = rng.poisson(mean * rng.choice([0.0, 0.05, 0.1, 0.5, 1.0], keys) * st.window_sizes).astype(
         np.int32
     )
-    volume[:, :200] = np.floor(cfg.collapse_ratio * (n[:200] / k[:200]) * st.window_sizes)  # on the line
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = cfg.collapse_ratio * (nf / kf) * st.window_sizes
+        volume[:, :200] = np.floor(ratio[:, :200])  # on the line
+        volume[:, 300:400] = 0  # as low as it gets, but not warm
+        low = (volume <= ratio).any(axis=0)
     st.wsum_n[:, :keys] = volume
-    base = _Baseline(np.stack([n, np.zeros(keys), k]))
-    busy = n >= k * cfg.collapse_min_volume
-    low = (volume <= cfg.collapse_ratio * (n / k) * st.window_sizes).any(axis=0)
-    assert 0 < (busy & low).sum() < busy.sum()
-    assert busy.mean() > 0.25  # the dense path
-    dense = _score_collapse(cfg, st, np.ones(keys, np.bool_), base, keys)
-    assert dense.keys.tolist() == np.flatnonzero(busy & low).tolist()
-    few = np.zeros(keys, np.bool_)
-    few[::8] = True  # an eighth of the keys warm: the path that works on the busy keys alone
-    sparse = _score_collapse(cfg, st, few, base, keys)
-    assert sparse.keys.tolist() == np.flatnonzero(busy & low & few).tolist()
-    assert np.array_equal(sparse.z, dense.z[np.isin(dense.keys, sparse.keys)])
+    able = (k >= cfg.warmup_buckets) & (n >= k * cfg.collapse_min_volume)
+    assert 0 < (able & low).sum() < able.sum()
+    assert (low & ~able).sum() > 100  # low but not warm or not busy: never picked
+    scored = _score_collapse(cfg, st, keys)
+    assert scored.keys.tolist() == np.flatnonzero(able & low).tolist()
+    z = -deviance_z(
+        volume[:, scored.keys].astype(np.float64),
+        nf[scored.keys] / kf[scored.keys] * st.window_sizes,
+        st.phi_n[scored.keys],
+    )
+    assert np.array_equal(
+        scored.z, np.where(volume[:, scored.keys] <= ratio[:, scored.keys], z, -np.inf).max(axis=0)
+    )
 
 
 def test_the_close_leaves_its_key_marks_clear() -> None:

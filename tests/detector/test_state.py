@@ -43,7 +43,8 @@ def test_roll_completes_the_slot_of_the_group_and_of_no_other_key() -> None:
     st.rebuild(None, used)
     assert np.array_equal(st.current(used), current)
     before = {
-        name: getattr(st, name).copy() for name in ("ring_n", "ring_e", "ring_k", "sum_n", "sum_e2", "phi")
+        name: getattr(st, name).copy()
+        for name in ("ring_n", "ring_e", "ring_k", "sum_n", "sum_e2", "phi", "collapse_at")
     }
     t = 3 * CFG.slot_buckets + 4
     pos = (t // CFG.slot_buckets) % CFG.baseline_slots
@@ -63,7 +64,18 @@ def test_roll_completes_the_slot_of_the_group_and_of_no_other_key() -> None:
     # every derived column of the group is what a rebuild from the raw columns gives
     rolled = {
         name: getattr(st, name)[..., :used].copy()
-        for name in ("sum_n", "sum_e", "sum_k", "sum_slots", "sum_e2", "sum_ne", "sum_n2", "phi", "phi_n")
+        for name in (
+            "sum_n",
+            "sum_e",
+            "sum_k",
+            "sum_slots",
+            "sum_e2",
+            "sum_ne",
+            "sum_n2",
+            "phi",
+            "phi_n",
+            "collapse_at",
+        )
     }
     st.rebuild(None, used)
     for name, values in rolled.items():
