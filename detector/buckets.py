@@ -81,8 +81,9 @@ class PendingBuckets:
                 if here is not None and not here.any():
                     continue
                 n, e = self._arrays(b, len(buckets))
-                np.add.at(n, keys if here is None else keys[here], 1)
-                np.add.at(e, keys[errors] if here is None else keys[here & errors], 1)
+                one = n.dtype.type(1)  # a Python 1 takes add.at off its fast path for int32
+                np.add.at(n, keys if here is None else keys[here], one)
+                np.add.at(e, keys[errors] if here is None else keys[here & errors], one)
             return
         if span * cap <= 32 * len(buckets) + (1 << 17):
             idx = (buckets - low) * cap + keys
