@@ -354,10 +354,11 @@ class KeyState:
         n, k = sums[SUM_N], sums[SUM_K]
         mean = n / np.maximum(k, 1.0)
         able = (k >= cfg.warmup_buckets) & (mean >= cfg.collapse_min_volume)
-        most = self.collapse_factors.reshape(-1, *[1] * mean.ndim) * mean
-        np.minimum(most, np.iinfo(np.int32).max, out=most)  # a volume (int32) is always below
-        np.copyto(out, most, casting="unsafe")  # floor: most is >= 0
-        np.copyto(out, NO_COLLAPSE, where=~able)
+        # keys that cannot collapse get -inf, clipped to NO_COLLAPSE (no masked writes: the
+        # output is a strided view in a roll); a volume (int32) is always below the int32 cap
+        most = self.collapse_factors.reshape(-1, *[1] * mean.ndim) * np.where(able, mean, -np.inf)
+        np.clip(most, NO_COLLAPSE, np.iinfo(np.int32).max, out=most)
+        np.copyto(out, most, casting="unsafe")  # floor, as most is -1 or >= 0
 
     def _dispersion(self, sums: F64, out: F64 | None = None) -> F64:
         """phi and phi_n from the (exact) rolling sums, rows as in :data:`_STACKS`."""
