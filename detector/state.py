@@ -70,6 +70,12 @@ _STACKS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
     "disp": ("key", np.float64, ("phi", "phi_n")),
     "drop": ("windows", np.int32, ("collapse_at",)),
 }
+ROLLED_COLUMNS = tuple(column for stack in ("sums", "disp", "drop") for column in _STACKS[stack][2])
+"""Derived columns that a slot roll keeps up to date for its group (as a rebuild computes them)."""
+DERIVED_COLUMNS = tuple(
+    column for stack in ("base", "sums", "wsum", "disp", "drop") for column in _STACKS[stack][2]
+)
+"""Every derived column (see :meth:`KeyState.rebuild`)."""
 _COLUMNS: dict[str, tuple[str, int]] = {
     column: (stack, row) for stack, (_, _, columns) in _STACKS.items() for row, column in enumerate(columns)
 }

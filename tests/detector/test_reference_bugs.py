@@ -9,7 +9,7 @@ import numpy as np
 from detector import Detector, DetectorConfig
 from detector.models import EventKind, Severity, Signal
 from detector.scoring import rate_of_change
-from detector.state import KeyState
+from detector.state import DERIVED_COLUMNS, KeyState
 from detector.step import close_bucket
 from detector.vectorised import deviance_z
 from tests.detector.streams import T0, Service, of, run, seconds
@@ -103,18 +103,7 @@ def test_restore_recomputes_every_derived_statistic() -> None:
     first = Detector()
     got = run(first, chunks[:650])
     restored = Detector.restore(first.snapshot())
-    for name in (
-        "sum_n",
-        "sum_e",
-        "sum_k",
-        "sum_slots",
-        "sum_e2",
-        "sum_ne",
-        "sum_n2",
-        "wsum_n",
-        "wsum_e",
-        "phi",
-    ):
+    for name in DERIVED_COLUMNS:
         used = first._keys.used
         assert np.array_equal(
             getattr(restored._state, name)[..., :used], getattr(first._state, name)[..., :used]

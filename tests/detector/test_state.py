@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from detector import DetectorConfig
-from detector.state import GROUP_KEYS, SLOT_MAX, KeyState
+from detector.state import GROUP_KEYS, ROLLED_COLUMNS, SLOT_MAX, KeyState
 from detector.vectorised import dispersion
 
 CFG = DetectorConfig()
@@ -62,21 +62,8 @@ def test_roll_completes_the_slot_of_the_group_and_of_no_other_key() -> None:
     old_n = before["ring_n"][pos, group].astype(np.int64)
     assert np.array_equal(st.sum_n[group], before["sum_n"][group] + new_n - old_n)
     # every derived column of the group is what a rebuild from the raw columns gives
-    rolled = {
-        name: getattr(st, name)[..., :used].copy()
-        for name in (
-            "sum_n",
-            "sum_e",
-            "sum_k",
-            "sum_slots",
-            "sum_e2",
-            "sum_ne",
-            "sum_n2",
-            "phi",
-            "phi_n",
-            "collapse_at",
-        )
-    }
+    rolled = {name: getattr(st, name)[..., :used].copy() for name in ROLLED_COLUMNS}
+    assert {"phi", "phi_n", "collapse_at", "sum_n2"} <= set(rolled)
     st.rebuild(None, used)
     for name, values in rolled.items():
         assert np.array_equal(getattr(st, name)[..., :used], values), name
