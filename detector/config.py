@@ -50,7 +50,8 @@ class DetectorConfig:
     """The baseline rolls in ``baseline_seconds / baseline_slots`` steps (memory per key is
     proportional to this)."""
     warmup_buckets: int = 60
-    """A key cannot alert until its baseline holds this many buckets."""
+    """A key cannot alert until its baseline holds this many buckets (for volume collapse: its
+    completed slots, see ``collapse_min_volume``)."""
     windows: tuple[int, ...] = (1, 4, 16)
     """Scored windows, in buckets, ending at the bucket that just closed. Short windows catch big
     spikes at once, long ones catch smaller sustained rises; each is an exact Poisson test."""
@@ -100,7 +101,9 @@ class DetectorConfig:
 
     # --- volume-collapse signal -------------------------------------------------------------
     collapse_min_volume: float = 5.0
-    """Only keys whose baseline averages at least this many events per bucket can collapse."""
+    """Only keys whose baseline averages at least this many events per bucket can collapse. Volume
+    is judged against the completed baseline slots (not the current one), from which the
+    thresholds are derived when a key's slot rolls."""
     collapse_ratio: float = 0.1
     """A window collapses when its volume is at most this fraction of the expected volume."""
 
