@@ -8,8 +8,8 @@ lateness horizon are open at a time, so memory is a handful of arrays of ``capac
 Counts are int32, which is what a bucket close works in (see :attr:`KeyState.bucket_max
 <detector.state.KeyState.bucket_max>`), so that a close reads them as they are. No count can
 exceed the number of rows ever added to its bucket, which is tracked: a bucket that could pass
-the int32 range is widened to int64 first, and :meth:`PendingBuckets.pop` says whether a bucket
-may hold a count that a close must clip.
+the int32 range is widened to int64 first, and :meth:`PendingBuckets.pop` returns the bound with
+the counts, so that a close clips only a bucket that may hold a count past its clip.
 """
 
 from __future__ import annotations
