@@ -26,7 +26,6 @@ The OTLP decoders (:mod:`detector.otlp`) produce the same :class:`Batch`.
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 import sys
 from collections.abc import Sequence
@@ -65,50 +64,6 @@ _BLOCK = 256
 """Lines decoded at once in a buffer with bad lines: a bad line that only the decoder can tell
 (a wrong type, NaN, a bad byte inside a string) costs decoding the lines before it in its block
 again; a smaller block costs more decoder calls."""
-
-
-_LITERALS = itertools.count()
-"""Numbers the level literals of decoders (see :meth:`JsonLinesDecoder._literal_decoder`)."""
-
-
-def _own(word: str) -> str:
-    """A copy of ``word`` that is a new object (``word`` itself when Python shares such strings)."""
-    return word[:1] + word[1:] if len(word) > 1 else word
-
-
-def _is_own(word: str) -> bool:
-    """Whether ``word`` is a string no one else refers to (see :func:`_own`)."""
-    return len(word) > 1
-
-
-def _level_errors(
-    rows: list[Any], counted: tuple[tuple[str, ...], tuple[bool, ...]], held: list[int]
-) -> npt.NDArray[np.bool_] | None:
-    """Error flags of decoded lines from the reference counts of the decoder's own spellings
-    (``counted``: the spellings and whether each is an error level; ``held``: their counts before
-    the decode), or None when the counts do not account for every line.
-
-    Each line refers to the spelling of its level, and nothing else took or dropped a reference
-    to these strings during the decode (they are the decoder's own, and a detector is used by one
-    thread at a time) unless a garbage collection freed older structs: so when the growths add up
-    to the number of lines, they are exact, and only the lines of error spellings need finding,
-    one ``list.index`` scan each from the last. Otherwise (a line with no level or null, an
-    unknown spelling, a collection) the caller looks at every line."""
-    words, is_error = counted
-    grown = [sys.getrefcount(w) for w in words]
-    n = len(rows)
-    if sum(grown) - sum(held) != n:
-        return None
-    errors = np.zeros(n, dtype=np.bool_)
-    hits = [(w, g - h) for w, g, h, e in zip(words, grown, held, is_error, strict=True) if e and g != h]
-    if hits:
-        levels = [r.level for r in rows]
-        for word, count in hits:
-            at = -1
-            for _ in range(count):
-                at = levels.index(word, at + 1)
-                errors[at] = True
-    return errors
 
 
 class LogLine(msgspec.Struct, gc=False):
@@ -181,23 +136,12 @@ class JsonLinesDecoder:
         self._first_line = 0
 
     def _literal_decoder(self, spellings: tuple[str, ...]) -> msgspec.json.Decoder[LogLine]:
-        """A decoder whose lines take their level from ``spellings`` (or null, or none).
-
-        The literals are this decoder's own copies of the spellings, so that only its structs
-        refer to them: the growth of their reference counts over a decode tells how many lines
-        have each (see :meth:`_level_errors`). A spelling that cannot be copied (one character:
-        Python shares those) is not counted, and a range that uses it takes the longer way."""
-        spellings = tuple(_own(w) for w in spellings)
+        """A decoder whose lines take their level from ``spellings`` (or null, or none)."""
         self._spellings = spellings
-        counted = tuple(w for w in spellings if _is_own(w))
-        self._counted = (counted, tuple(bool(self.columns.is_error_level(w)) for w in counted))
-        # typing caches Literal[...] by equal values: a value of this decoder's own keeps another
-        # decoder's Literal (and its strings) from being handed back
-        values = (*spellings, f"\x00literal {next(_LITERALS)}")
         literal = cast(
             "type[LogLine]",
             msgspec.defstruct(
-                "LogLine", [("level", Literal[values] | None, "")], bases=(self._line_type,), gc=False
+                "LogLine", [("level", Literal[spellings] | None, "")], bases=(self._line_type,), gc=False
             ),
         )
         return msgspec.json.Decoder(literal)
@@ -315,35 +259,25 @@ class JsonLinesDecoder:
     def _piece(self, view: memoryview) -> _Part | None:
         """The columns of one piece's lines (their structs are freed on return)."""
         before = self._defaults()
-        counted = self._counted
-        held = [sys.getrefcount(w) for w in counted[0]] if _EXACT_REFCOUNTS else None
         rows = self._whole(view)
         if rows is None:
             return None
-        errors = None if held is None else _level_errors(rows, counted, held)
-        return self._columns(rows, *self._filled(before, len(rows)), errors)
+        return self._columns(rows, *self._filled(before, len(rows)))
 
-    def _columns(
-        self,
-        rows: list[LogLine],
-        no_project: bool,
-        no_status: bool,
-        level_errors: npt.NDArray[np.bool_] | None = None,
-    ) -> _Part:
+    def _columns(self, rows: list[LogLine], no_project: bool, no_status: bool) -> _Part:
         """The fields of decoded lines as columns: timestamps, services, projects (None when no
         line has one), error flags (level or 5xx status) and the messages of error lines.
 
         ``no_project``, ``no_status``: known already that no line sets that field (see
         :meth:`_filled`); otherwise it is counted (a pointer comparison per row where a row
-        holds this decoder's default; an equal value set explicitly counts as well).
-        ``level_errors``: the rows whose level is an error level, when already known."""
+        holds this decoder's default; an equal value set explicitly counts as well)."""
         n = len(rows)
         projects: list[str] | None = None
         if not no_project:
             projects = [r.project for r in rows]
             if projects.count(self._no_project) == n:
                 projects = None
-        errors = self.columns.line_flags(rows) if level_errors is None else level_errors
+        errors = self.columns.line_flags(rows)
         if not no_status:
             statuses = [r.status for r in rows]
             if statuses.count(self._no_status) != n:
