@@ -7,8 +7,7 @@ import numpy as np
 from detector import Detector
 from detector.buckets import INT32_MAX, PendingBuckets
 from detector.state import N
-
-T0 = 1_735_689_600
+from tests.detector.streams import T0
 
 
 def test_counts_are_int32_and_bounded_by_the_rows_added() -> None:
