@@ -55,8 +55,11 @@ def detector_of(package: str, keys: int) -> tuple[Any, np.ndarray]:
     det = importlib.import_module(f"{package}.core").Detector()
     det.feed(b"".join(b'{"ts":%d,"service":"svc-%d","level":"INFO"}\n' % (T0, k) for k in range(keys)))
     det.flush()
-    ids = np.array([det._keys.by_pair[("default", f"svc-{k}")] for k in range(keys)], dtype=np.int64)
-    return det, ids
+    names = [f"svc-{k}" for k in range(keys)]
+    registry = det._keys
+    if hasattr(registry, "by_pair"):  # a revision before the registry kept no dicts of names
+        return det, np.array([registry.by_pair[("default", n)] for n in names], dtype=np.int64)
+    return det, registry.lookup(None, "default", names)
 
 
 def timed(det: Any, times: list[int]) -> None:

@@ -197,7 +197,7 @@ def flush_times(
     det.flush()
     rng = np.random.default_rng(3)
     mean_volume = rng.uniform(*volume, keys)
-    ids = np.array([det._keys.by_pair[("default", f"svc-{k}")] for k in range(keys)], dtype=np.int64)
+    ids = det._keys.lookup(None, "default", [f"svc-{k}" for k in range(keys)])
     times: list[float] = []
     original = det._close
 

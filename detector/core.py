@@ -16,7 +16,7 @@ Nothing here raises on bad input: rejected lines and records are counted (:meth:
 from __future__ import annotations
 
 import math
-from itertools import compress, repeat
+from itertools import compress
 
 import numpy as np
 import numpy.typing as npt
@@ -198,27 +198,9 @@ class Detector:
 
     def _key_ids(self, batch: Batch) -> I64:
         """Key id per row, -1 for rows refused (bad name, or ``max_keys`` reached)."""
-        registry = self._keys
-        n = len(batch)
-        ids = registry.lookup(batch.projects, batch.project, batch.services, batch.packed)
-        if ids is None:  # a column the index cannot take: the dicts answer for every row
-            rows = np.arange(n)
-            ids = np.full(n, -1, dtype=np.int64)
-        else:
-            rows = np.flatnonzero(ids < 0)
-            if not len(rows):
-                return ids
-        # rows the index did not answer: names too long to pack, or keys not seen before
-        services = [batch.services[i] for i in rows.tolist()]
-        if batch.projects is None:
-            table = registry.by_project.get(batch.project, {})
-            known = map(table.get, services, repeat(-1))
-        else:
-            pairs = zip([batch.projects[i] for i in rows.tolist()], services, strict=True)
-            known = map(registry.by_pair.get, pairs, repeat(-1))
-        ids[rows] = np.fromiter(known, np.int64, len(rows))
-        unknown = rows[ids[rows] < 0]
-        if len(unknown):
+        ids = self._keys.lookup(batch.projects, batch.project, batch.services, batch.packed)
+        unknown = np.flatnonzero(ids < 0)
+        if len(unknown):  # keys not seen before
             self._resolve(batch, unknown, ids)
         return ids
 
@@ -332,7 +314,7 @@ class Detector:
         return events
 
     def _event(self, v: Verdict, t: int) -> AnomalyEvent:
-        name = self._keys.names[v.key]
+        name = self._keys.name(v.key)
         assert name is not None
         project, service = name
         bs = self.config.bucket_seconds

@@ -4,12 +4,13 @@ Each key is one row of :data:`WORDS` 64-bit words: its service name packed into 
 (:mod:`detector.packing`), then one word with its project's code and the name's length in bytes
 (low half) and its key id (high half). The rows live in the slots of the table themselves, at the
 hash of the row or after it (linear probing), so one lookup reads one cache line; a lookup only
-answers a slot whose row equals the query word for word, so an answer is always exact. A key the
-table cannot answer for (a new key, a name too long to pack, an unknown project, a row further
-than the probe limit from its hash) comes back as -1 and the caller asks
-:class:`~detector.keys.KeyRegistry`'s dicts. The point is memory traffic more than hashing: at
-100,000 keys a dict lookup of a freshly decoded string misses the cache several times one after
-the other, while a numpy gather overlaps its misses.
+answers a slot whose row equals the query word for word, so an answer is always exact, and it
+probes until it finds the row or an empty slot, so it is complete: -1 means the index holds no
+such key. A name the index cannot hold (too long to pack, an unknown project) comes back as -1
+too; :class:`~detector.keys.KeyRegistry` keeps those few keys in a dict. The point is memory
+traffic more than hashing: at 100,000 keys a dict lookup of a freshly decoded string misses the
+cache several times one after the other, while a numpy gather overlaps its misses. And the names
+of indexed keys are their rows: no Python object per key (see :mod:`detector.keys`).
 
 Removing a key leaves a tombstone in its slot (it never matches, and lookups probe past it);
 tombstones are dropped when the table is rebuilt, which happens whenever it gets half full.
@@ -39,9 +40,8 @@ _MIN_SLOTS = 1024
 _ROOMY = 32768
 """Up to this many slots (1 MiB), a table is at most 1/16 full rather than 1/4: fewer keys away
 from their own slot, for little memory."""
-_PROBES = 8
-"""Slots a lookup tries before it leaves the row to the dicts (each try is a numpy pass over the
-rows still looking; the few rows in long clusters are cheaper in a dict)."""
+_WINDOW = 6
+"""Slots a lookup reads at once for the rows found in neither of the first two slots tried."""
 _MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], dtype=np.uint64
 )
@@ -138,9 +138,8 @@ class KeyIndex:
         self.slot_of[ids] = -1
         self._live -= len(slots)
 
-    def find(self, query: Query, probes: int = _PROBES) -> I64:
-        """Key id of each query row, -1 where the index holds no equal row within ``probes``
-        slots of the row's own."""
+    def find(self, query: Query) -> I64:
+        """Key id of each query row, -1 where the index holds no equal row."""
         n = len(query)
         if not n or not self._live:
             return np.full(n, -1, dtype=np.int64)
@@ -148,24 +147,29 @@ class KeyIndex:
         mask = len(self.slots) - 1
         pos = (_hash(words, meta) >> self._shift).astype(np.int64)
         # Most rows sit in their own slot, most others in the next one; the rest are looked for
-        # in a window of the slots after that. A key sits before the first empty slot after its
+        # in windows of the slots after that. A key sits before the first empty slot after its
         # hash (slots never become empty again but in a rebuild), and in one slot only, so an
-        # equal row anywhere in the window is the answer.
+        # equal row anywhere in a window is the answer, and an empty slot ends the search.
         found, rest = self._probe(pos, words, meta)
-        if len(rest) and probes > 1:
+        if len(rest):
             again, still = self._probe((pos[rest] + 1) & mask, words[rest], meta[rest])
             hit = again >= 0
             found[rest[hit]] = again[hit]
             rest = rest[still]
-        if len(rest) and probes > 2:
-            window = (pos[rest, None] + np.arange(2, probes)) & mask
-            stored = np.take(self.slots, window, axis=0)  # (rows, probes - 2, WORDS)
+        step = 2
+        while len(rest):
+            window = (pos[rest, None] + np.arange(step, step + _WINDOW)) & mask
+            stored = np.take(self.slots, window, axis=0)  # (rows, _WINDOW, WORDS)
             last = stored[:, :, SERVICE_WORDS]
             diff = (last & LOW) ^ meta[rest, None]
             for j in range(SERVICE_WORDS):
                 diff |= stored[:, :, j] ^ words[rest, j, None]
             row, at = np.nonzero(diff == 0)
             found[rest[row]] = (last[row, at] >> np.uint64(32)).astype(np.int64)
+            going = (last != EMPTY).all(axis=1)
+            going[row] = False
+            rest = rest[going]
+            step += _WINDOW
         return found
 
     def _probe(self, pos: I64, words: U64, meta: U64) -> tuple[I64, I64]:

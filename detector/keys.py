@@ -4,9 +4,17 @@ Ids are dense; an evicted key's id is reused, always the smallest free one first
 depends only on which ids are live (a restored detector allocates exactly as the original).
 
 A whole column of names is looked up at once through :class:`~detector.key_index.KeyIndex`
-(:meth:`KeyRegistry.lookup`); the dicts answer for whatever the index cannot (new keys, names
-too long to pack) and are the source of truth. Projects get small codes for the index; a code is
-freed with the project's last key.
+(:meth:`KeyRegistry.lookup`). A key whose service name packs into the index's words (up to
+:data:`~detector.key_index.SERVICE_WORDS` * 8 UTF-8 bytes, no newline) lives only there: its row
+is its name, and the registry keeps no Python object for it. The few others (longer names) are
+kept in a dict. Projects get small codes for the index; a code is freed with the project's last key.
+
+Why no object per key: a burst of new keys arrives inside a decoded batch, so objects made for
+them then are scattered among the batch's short-lived ones, which are freed around them. Python's
+small-object allocator fills such holes first, so every later batch's objects of the same size
+(decoded structs, service names) would be spread over many times the memory, each on a cache line
+and page of its own: at 100,000 keys, the decoded objects of a 1 MiB chunk touched 1,930 pages
+instead of 340 (and each key cost about 270 bytes more).
 """
 
 from __future__ import annotations
@@ -22,153 +30,230 @@ from detector.key_index import SERVICE_WORDS, KeyIndex, Query
 from detector.packing import Packed, pack
 
 I64 = npt.NDArray[np.int64]
+_FREE = -1
+"""Project code of a free id."""
 
 
 class KeyRegistry:
-    """Two lookups for speed: per project a service dict, and a (project, service) dict; and
-    the packed index over both for whole columns."""
+    """Live keys: the packed index for names that pack, a dict for the others."""
 
     __slots__ = (
+        "_code_of",
+        "_count",
         "_free",
         "_free_codes",
         "_index",
+        "_other",
+        "_other_names",
+        "_projects",
         "_unindexed",
-        "by_pair",
-        "by_project",
         "max_keys",
-        "names",
         "project_codes",
         "used",
     )
 
     def __init__(self, max_keys: int) -> None:
         self.max_keys = max_keys
-        self.by_project: dict[str, dict[str, int]] = {}
-        self.by_pair: dict[tuple[str, str], int] = {}
-        self.names: list[tuple[str, str] | None] = []
-        """Id to (project, service); None for a free id."""
         self.project_codes: dict[str, int] = {}
-        """Project to its code in the packed index (projects with live keys)."""
+        """Project to its code (projects with live keys)."""
+        self._projects: list[tuple[str, int] | None] = []
+        """Code to (project, its live keys); None for a free code."""
+        self._code_of = np.full(64, _FREE, dtype=np.int32)
+        """Project code of each id; :data:`_FREE` for a free id."""
+        self._count = 0
         self._free: list[int] = []
         self._free_codes: list[int] = []
         self._index = KeyIndex()
-        self._unindexed: list[int] = []
-        """Ids allocated since the index last caught up."""
+        self._other: dict[tuple[str, str], int] = {}
+        """Keys whose name the index cannot hold."""
+        self._other_names: dict[int, tuple[str, str]] = {}
+        self._unindexed: list[tuple[int, str]] = []
+        """(id, service) of keys allocated since the index last caught up."""
         self.used = 0
         """One past the highest id ever handed out (the state columns in use)."""
 
     def __len__(self) -> int:
-        return len(self.by_pair)
+        return self._count
 
     def allocate(self, project: str, service: str) -> int | None:
         """A new id for an unknown key, or None when ``max_keys`` keys are live."""
-        if len(self.by_pair) >= self.max_keys:
+        if self._count >= self.max_keys:
             return None
-        # A copy of the name: the caller's string sits among the short-lived objects of a decoded
-        # batch, and kept for the key's lifetime it would hold their memory pools, scattering
-        # the objects of every later batch over them (slower to allocate, fill and free).
-        name = (project, "".join(("", service)))
         if self._free:
             key = heapq.heappop(self._free)
-            self.names[key] = name
         else:
             key = self.used
             self.used += 1
-            self.names.append(name)
-        self._add(key, name)
+            if key >= len(self._code_of):
+                grown = np.full(2 * len(self._code_of), _FREE, dtype=np.int32)
+                grown[: len(self._code_of)] = self._code_of
+                self._code_of = grown
+        self._code_of[key] = self._take_code(project)
+        self._count += 1
+        self._unindexed.append((key, service))
         return key
 
-    def _add(self, key: int, name: tuple[str, str]) -> None:
-        project, service = name
-        self.by_pair[name] = key
-        services = self.by_project.get(project)
-        if services is None:
-            services = self.by_project[project] = {}
-            code = heapq.heappop(self._free_codes) if self._free_codes else len(self.project_codes)
+    def _take_code(self, project: str) -> int:
+        code = self.project_codes.get(project)
+        if code is None:
+            code = heapq.heappop(self._free_codes) if self._free_codes else len(self._projects)
+            if code == len(self._projects):
+                self._projects.append(None)
             self.project_codes[project] = code
-        services[service] = key
-        self._unindexed.append(key)
+            self._projects[code] = (project, 1)
+            return code
+        entry = self._projects[code]
+        assert entry is not None
+        self._projects[code] = (project, entry[1] + 1)
+        return code
 
     def evict(self, keys: Iterable[int]) -> None:
+        self.catch_up()
         gone = []
         for key in keys:
-            name = self.names[key]
-            if name is None:
+            code = int(self._code_of[key]) if key < self.used else _FREE
+            if code == _FREE:
                 continue
-            project, service = name
-            del self.by_pair[name]
-            services = self.by_project[project]
-            del services[service]
-            if not services:
-                del self.by_project[project]
-                heapq.heappush(self._free_codes, self.project_codes.pop(project))
-            self.names[key] = None
+            entry = self._projects[code]
+            assert entry is not None
+            project, live = entry
+            if live == 1:
+                del self.project_codes[project]
+                self._projects[code] = None
+                heapq.heappush(self._free_codes, code)
+            else:
+                self._projects[code] = (project, live - 1)
+            name = self._other_names.pop(key, None)
+            if name is not None:
+                del self._other[name]
+            self._code_of[key] = _FREE
+            self._count -= 1
             heapq.heappush(self._free, key)
             gone.append(key)
         if gone:
             self._index.remove(np.array(gone, dtype=np.int64))
 
     def live(self) -> list[int]:
-        return [k for k, name in enumerate(self.names) if name is not None]
+        live: list[int] = np.flatnonzero(self._code_of[: self.used] != _FREE).tolist()
+        return live
+
+    def name(self, key: int) -> tuple[str, str] | None:
+        """The (project, service) of a live id; None for a free one."""
+        return self.names([key])[0]
+
+    def names(self, keys: Iterable[int] | None = None) -> list[tuple[str, str] | None]:
+        """:meth:`name` of each id (all ids in use when None), made from the index rows."""
+        self.catch_up()
+        ids = np.arange(self.used) if keys is None else np.fromiter(keys, np.int64)
+        codes = np.where(ids < self.used, self._code_of[np.minimum(ids, len(self._code_of) - 1)], _FREE)
+        slots = self._index.slot_of[np.minimum(ids, len(self._index.slot_of) - 1)]
+        slots = np.where(ids < len(self._index.slot_of), slots, -1)
+        rows = self._index.slots[np.maximum(slots, 0)]
+        lengths = (rows[:, SERVICE_WORDS] & np.uint64(0xFF)).tolist()
+        raw = rows[:, :SERVICE_WORDS].tobytes()
+        width = 8 * SERVICE_WORDS
+        out: list[tuple[str, str] | None] = []
+        for i, (key, code, slot) in enumerate(zip(ids.tolist(), codes.tolist(), slots.tolist(), strict=True)):
+            if code == _FREE:
+                out.append(None)
+            elif slot < 0:
+                out.append(self._other_names[key])
+            else:
+                entry = self._projects[code]
+                assert entry is not None
+                at = i * width
+                out.append((entry[0], raw[at : at + lengths[i]].decode()))
+        return out
+
+    def key_of(self, project: str, service: str) -> int:
+        """The id of a key, -1 if it is not live."""
+        return int(self.lookup(None, project, [service])[0])
 
     # -- whole columns ----------------------------------------------------------------------
 
     def lookup(
         self, projects: list[str] | None, project: str, services: list[str], packed: Packed | None = None
-    ) -> I64 | None:
-        """Key id of each row as far as the packed index knows it (-1: ask the dicts), or None
-        when the column cannot be packed (see :mod:`detector.packing`). ``projects`` None
-        means every row is in ``project``; ``packed``: ``services`` already packed into
+    ) -> I64:
+        """Key id of each row, -1 for a key that is not live. ``projects`` None means every row is
+        in ``project``; ``packed``: ``services`` already packed into
         :data:`~detector.key_index.SERVICE_WORDS` words."""
         self.catch_up()
         n = len(services)
         if packed is None:
             packed = pack(services, SERVICE_WORDS)
-        if packed is None:
-            return None
+        if packed is None:  # a name that cannot be packed (a newline, a lone surrogate): one by one
+            owners = repeat(project, n) if projects is None else projects
+            return np.fromiter(map(self._one, owners, services), np.int64, n)
         if projects is None:
             code = self.project_codes.get(project)
-            if code is None:
+            if code is None:  # no live key in this project
                 return np.full(n, -1, dtype=np.int64)
-            return self._index.find(Query(code, packed))
-        codes = np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n)
-        return self._index.find(Query(codes, packed))
+            ids = self._index.find(Query(code, packed))
+        else:
+            codes = np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n)
+            ids = self._index.find(Query(codes, packed))
+        if self._other:  # names too long for the index
+            for i in np.flatnonzero(~packed.fits()).tolist():
+                owner = project if projects is None else projects[i]
+                ids[i] = self._other.get((owner, services[i]), -1)
+        return ids
+
+    def _one(self, project: str, service: str) -> int:
+        packed = pack([service], SERVICE_WORDS)
+        if packed is None or not packed.fits()[0]:
+            return self._other.get((project, service), -1)
+        return int(self.lookup(None, project, [service], packed)[0])
 
     def catch_up(self) -> None:
-        """Put the keys allocated since the last call into the packed index (a batch of new keys
-        at once; :meth:`lookup` calls it too)."""
+        """Put the keys allocated since the last call into the index (a batch of new keys at
+        once; every lookup calls it first). Names the index cannot hold go to the dict."""
         if not self._unindexed:
             return
-        ids = [k for k in sorted(set(self._unindexed)) if self.names[k] is not None]
-        self._unindexed.clear()
-        names = [name for k in ids if (name := self.names[k]) is not None]
-        services = [service for _, service in names]
+        pending, self._unindexed = self._unindexed, []
+        pending = [(k, s) for k, s in pending if self._code_of[k] != _FREE]
+        ids = np.array([k for k, _ in pending], dtype=np.int64)
+        services = [s for _, s in pending]
         packed = pack(services, SERVICE_WORDS)
-        if packed is None:  # a name with a newline or a lone surrogate: such names never pack
-            keep = [i for i, s in enumerate(services) if pack([s], SERVICE_WORDS) is not None]
-            ids = [ids[i] for i in keep]
-            names = [names[i] for i in keep]
-            packed = pack([services[i] for i in keep], SERVICE_WORDS)
+        if packed is None:  # a name with a newline or a lone surrogate
+            packable = [pack([s], SERVICE_WORDS) is not None for s in services]
+            for (key, service), ok in zip(pending, packable, strict=True):
+                if not ok:
+                    self._keep_other(key, service)
+            keep = np.flatnonzero(packable)
+            ids = ids[keep]
+            packed = pack([services[i] for i in keep.tolist()], SERVICE_WORDS)
             assert packed is not None
-        codes = np.array([self.project_codes[p] for p, _ in names], dtype=np.int64)
-        self._index.insert(np.array(ids, dtype=np.int64), Query(codes, packed))
+            services = [services[i] for i in keep.tolist()]
+        fits = packed.fits()
+        if not fits.all():
+            for i in np.flatnonzero(~fits).tolist():
+                self._keep_other(int(ids[i]), services[i])
+        self._index.insert(ids, Query(self._code_of[ids].astype(np.int64), packed))
+
+    def _keep_other(self, key: int, service: str) -> None:
+        entry = self._projects[int(self._code_of[key])]
+        assert entry is not None
+        # a copy: the caller's string sits among a decoded batch's short-lived objects
+        name = (entry[0], "".join(("", service)))
+        self._other[name] = key
+        self._other_names[key] = name
 
     # -- snapshots --------------------------------------------------------------------------
 
     def to_state(self) -> list[list[str] | None]:
-        return [list(name) if name is not None else None for name in self.names]
+        return [list(name) if name is not None else None for name in self.names()]
 
     @classmethod
     def from_state(cls, max_keys: int, names: list[list[str] | None]) -> KeyRegistry:
         registry = cls(max_keys)
         registry.used = len(names)
+        registry._code_of = np.full(max(64, len(names)), _FREE, dtype=np.int32)
         for key, name in enumerate(names):
             if name is None:
-                registry.names.append(None)
                 heapq.heappush(registry._free, key)
                 continue
-            project, service = str(name[0]), str(name[1])
-            pair = (project, service)
-            registry.names.append(pair)
-            registry._add(key, pair)
+            registry._code_of[key] = registry._take_code(str(name[0]))
+            registry._count += 1
+            registry._unindexed.append((key, str(name[1])))
+        registry.catch_up()
         return registry

@@ -186,7 +186,7 @@ def test_idle_keys_are_evicted_after_the_ttl() -> None:
     assert stats.keys_evicted == 1
     # its id is reused, with a fresh state
     run(det, seconds([Service("c", 3, 0.0)], 200, 210, seed=3))
-    assert det._keys.by_pair[("default", "c")] == 1
+    assert det._keys.key_of("default", "c") == 1
 
 
 def test_key_limit_rejects_new_keys_only() -> None:
@@ -212,7 +212,7 @@ def test_a_long_silence_evicts_instead_of_stepping_through_it() -> None:
     stats = det.stats()
     assert stats.keys_evicted == 1
     assert stats.keys == 1
-    assert det._state.sum_k[det._keys.by_pair[("default", "a")]] == 0
+    assert det._state.sum_k[det._keys.key_of("default", "a")] == 0
     assert stats.buckets_closed < 2000
     det.flush()
     assert det.stats().events_accepted == stats.events_accepted
