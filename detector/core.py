@@ -291,12 +291,12 @@ class Detector:
             self._pending.recycle(counts, used)
         self._messages.close(t)
         self._counts["closed"] += 1
-        return events + [self._event(v, t) for v in verdicts]
+        return events + self._events(verdicts, t)
 
     def _evict(self, keys: npt.NDArray[np.intp], t: int) -> list[AnomalyEvent]:
         if not len(keys):
             return []
-        events = [self._event(v, t - 1) for v in eviction_verdicts(self._state, keys, t - 1, self._keys.used)]
+        events = self._events(eviction_verdicts(self._state, keys, t - 1, self._keys.used), t - 1)
         self._state.clear(keys)
         self._state.last_seen[keys] = NEVER_IDLE  # a free id is never idle (clear did it too)
         self._keys.evict(keys.tolist())
@@ -308,13 +308,19 @@ class Detector:
         """Keys with data after a long silence keep their ids but none of their stale state."""
         if not len(keys):
             return []
-        events = [self._event(v, t - 1) for v in eviction_verdicts(self._state, keys, t - 1, self._keys.used)]
+        events = self._events(eviction_verdicts(self._state, keys, t - 1, self._keys.used), t - 1)
         self._state.clear(keys)
         self._state.last_seen[keys] = stop
         return events
 
-    def _event(self, v: Verdict, t: int) -> AnomalyEvent:
-        name = self._keys.name(v.key)
+    def _events(self, verdicts: list[Verdict], t: int) -> list[AnomalyEvent]:
+        """The events of verdicts about bucket ``t`` (the keys' names looked up at once)."""
+        if not verdicts:
+            return []
+        names = self._keys.names([v.key for v in verdicts])
+        return [self._event(v, t, name) for v, name in zip(verdicts, names, strict=True)]
+
+    def _event(self, v: Verdict, t: int, name: tuple[str, str] | None) -> AnomalyEvent:
         assert name is not None
         project, service = name
         bs = self.config.bucket_seconds

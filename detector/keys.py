@@ -181,9 +181,8 @@ class KeyRegistry:
         n = len(services)
         if packed is None:
             packed = pack(services, SERVICE_WORDS)
-        if packed is None:  # a name that cannot be packed (a newline, a lone surrogate): one by one
-            owners = repeat(project, n) if projects is None else projects
-            return np.fromiter(map(self._one, owners, services), np.int64, n)
+        if packed is None:  # some name cannot be packed (a newline, a lone surrogate)
+            return self._split_lookup(projects, project, services)
         if projects is None:
             code = self.project_codes.get(project)
             if code is None:  # no live key in this project
@@ -198,11 +197,20 @@ class KeyRegistry:
                 ids[i] = self._other.get((owner, services[i]), -1)
         return ids
 
-    def _one(self, project: str, service: str) -> int:
-        packed = pack([service], SERVICE_WORDS)
-        if packed is None or not packed.fits()[0]:
-            return self._other.get((project, service), -1)
-        return int(self.lookup(None, project, [service], packed)[0])
+    def _split_lookup(self, projects: list[str] | None, project: str, services: list[str]) -> I64:
+        """:meth:`lookup` of a column that cannot be packed as a whole: the names that pack are
+        looked up together, the others (never in the index) in the dict."""
+        good = [_packable(s) for s in services]
+        ids = np.full(len(services), -1, dtype=np.int64)
+        rows = [i for i, ok in enumerate(good) if ok]
+        if rows:
+            part = None if projects is None else [projects[i] for i in rows]
+            ids[rows] = self.lookup(part, project, [services[i] for i in rows])
+        if self._other:
+            for i in [i for i, ok in enumerate(good) if not ok]:
+                owner = project if projects is None else projects[i]
+                ids[i] = self._other.get((owner, services[i]), -1)
+        return ids
 
     def catch_up(self) -> None:
         """Put the keys allocated since the last call into the index (a batch of new keys at
@@ -215,7 +223,7 @@ class KeyRegistry:
         services = [s for _, s in pending]
         packed = pack(services, SERVICE_WORDS)
         if packed is None:  # a name with a newline or a lone surrogate
-            packable = [pack([s], SERVICE_WORDS) is not None for s in services]
+            packable = [_packable(s) for s in services]
             for (key, service), ok in zip(pending, packable, strict=True):
                 if not ok:
                     self._keep_other(key, service)
@@ -257,3 +265,16 @@ class KeyRegistry:
             registry._unindexed.append((key, str(name[1])))
         registry.catch_up()
         return registry
+
+
+def _packable(name: str) -> bool:
+    """Whether :func:`~detector.packing.pack` can take this name (no newline, valid UTF-8)."""
+    if "\n" in name:
+        return False
+    if name.isascii():
+        return True
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

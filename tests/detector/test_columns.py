@@ -203,6 +203,30 @@ def test_a_column_spanning_many_seconds_agrees_with_datetime(
     assert codes.tolist() == [code for _, code in expected] + [OK, OK]
 
 
+def test_a_column_with_a_name_that_cannot_be_packed_is_looked_up_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One name with a newline (or a lone surrogate) stops the column packing as a whole; the
+    other names are still looked up in one pass over the index, not one by one."""
+    registry = KeyRegistry(max_keys=1000)
+    services = [f"svc-{i}" for i in range(200)] + ["two\nlines", "lone \ud800", "x" * 40]
+    ids = [registry.allocate("default", s) for s in services]
+    registry.catch_up()
+    finds: list[int] = []
+    real_find = KeyIndex.find
+
+    def counted(index: KeyIndex, query: Query) -> np.ndarray:
+        finds.append(len(query))
+        return real_find(index, query)
+
+    monkeypatch.setattr(KeyIndex, "find", counted)
+    column = [*services, "unknown\n", "unknown"]
+    assert registry.lookup(None, "default", column).tolist() == [*ids, -1, -1]
+    assert finds == [len(column) - 3]  # the packable names, at once
+    owners = ["default", "other"]
+    assert registry.lookup(owners, "default", ["two\nlines"] * 2).tolist() == [ids[200], -1]
+
+
 def test_free_project_codes_are_reused_smallest_first() -> None:
     registry = KeyRegistry(max_keys=10)
     for project in ("a", "b", "c"):
