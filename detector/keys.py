@@ -26,7 +26,7 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
-from detector.key_index import SERVICE_WORDS, KeyIndex, Query
+from detector.key_index import SERVICE_WORDS, UNMATCHABLE, KeyIndex, Query
 from detector.packing import Packed, pack
 
 I64 = npt.NDArray[np.int64]
@@ -187,12 +187,12 @@ class KeyRegistry:
             code = self.project_codes.get(project)
             if code is None:  # no live key in this project
                 return np.full(n, -1, dtype=np.int64)
-            ids = self._index.find(Query(code, packed))
+            query = Query(code, packed)
         else:
-            codes = np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n)
-            ids = self._index.find(Query(codes, packed))
-        if self._other:  # names too long for the index
-            for i in np.flatnonzero(~packed.fits()).tolist():
+            query = Query(np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n), packed)
+        ids = self._index.find(query)
+        if self._other:  # rows the index cannot hold (names too long for it)
+            for i in np.flatnonzero(query.meta == UNMATCHABLE).tolist():
                 owner = project if projects is None else projects[i]
                 ids[i] = self._other.get((owner, services[i]), -1)
         return ids
@@ -232,11 +232,10 @@ class KeyRegistry:
             packed = pack([services[i] for i in keep.tolist()], SERVICE_WORDS)
             assert packed is not None
             services = [services[i] for i in keep.tolist()]
-        fits = packed.fits()
-        if not fits.all():
-            for i in np.flatnonzero(~fits).tolist():
-                self._keep_other(int(ids[i]), services[i])
-        self._index.insert(ids, Query(self._code_of[ids].astype(np.int64), packed))
+        query = Query(self._code_of[ids].astype(np.int64), packed)
+        for i in np.flatnonzero(query.meta == UNMATCHABLE).tolist():  # the index skips these rows
+            self._keep_other(int(ids[i]), services[i])
+        self._index.insert(ids, query)
 
     def _keep_other(self, key: int, service: str) -> None:
         entry = self._projects[int(self._code_of[key])]

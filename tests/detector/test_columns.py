@@ -227,6 +227,19 @@ def test_a_column_with_a_name_that_cannot_be_packed_is_looked_up_together(
     assert registry.lookup(owners, "default", ["two\nlines"] * 2).tolist() == [ids[200], -1]
 
 
+def test_keys_of_projects_past_the_index_codes_are_kept_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(key_index, "MAX_CODE", 2)  # projects from the third on cannot be indexed
+    registry = KeyRegistry(max_keys=100)
+    ids = {(p, s): registry.allocate(p, s) for p in ("a", "b", "c", "d") for s in ("x", "y")}
+    names = [s for _, s in ids]
+    assert registry.lookup([p for p, _ in ids], "a", names).tolist() == list(ids.values())
+    assert registry.lookup(None, "d", names).tolist() == [ids[("d", "x")], ids[("d", "y")]] * 4
+    registry.evict([ids[("c", "x")]])
+    assert registry.key_of("c", "x") == -1
+    assert registry.key_of("c", "y") == ids[("c", "y")]
+    assert registry.names()[ids[("d", "y")]] == ("d", "y")
+
+
 def test_free_project_codes_are_reused_smallest_first() -> None:
     registry = KeyRegistry(max_keys=10)
     for project in ("a", "b", "c"):
