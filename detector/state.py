@@ -46,6 +46,7 @@ GROUP_KEYS = 64
 
 NEVER_IDLE = np.iinfo(np.int64).max
 """``last_seen`` of an id not in use: it is never idle."""
+_INT32_MAX = int(np.iinfo(np.int32).max)
 NO_COLLAPSE = -1
 """``collapse_at`` of a key that cannot collapse: no window volume is at or below it."""
 
@@ -363,7 +364,7 @@ class KeyState:
         # keys that cannot collapse get -inf, clipped to NO_COLLAPSE (no masked writes: the
         # output is a strided view in a roll); a volume (int32) is always below the int32 cap
         most = self.collapse_factors.reshape(-1, *[1] * mean.ndim) * np.where(able, mean, -np.inf)
-        np.clip(most, NO_COLLAPSE, np.iinfo(np.int32).max, out=most)
+        most.clip(NO_COLLAPSE, _INT32_MAX, out=most)
         np.copyto(out, most, casting="unsafe")  # floor, as most is -1 or >= 0
 
     def _dispersion(self, sums: F64, out: F64 | None = None) -> F64:
