@@ -6,8 +6,9 @@ Each key is one row of :data:`WORDS` 64-bit words: its service name packed into 
 hash of the row or after it (linear probing), so one lookup reads one cache line; a lookup only
 answers a slot whose row equals the query word for word, so an answer is always exact, and it
 probes until it finds the row or an empty slot, so it is complete: -1 means the index holds no
-such key. A name the index cannot hold (too long to pack, an unknown project) comes back as -1
-too; :class:`~detector.keys.KeyRegistry` keeps those few keys in a dict. The point is memory
+such key. A query row the index cannot hold (a name too long to pack, a project with no code or
+one past :data:`MAX_CODE`) comes back as -1 too; :class:`~detector.keys.KeyRegistry` keeps the few
+keys the index cannot hold in a dict. The point is memory
 traffic more than hashing: at 100,000 keys a dict lookup of a freshly decoded string misses the
 cache several times one after the other, while a numpy gather overlaps its misses. And the names
 of indexed keys are their rows: no Python object per key (see :mod:`detector.keys`).

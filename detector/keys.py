@@ -13,8 +13,8 @@ Why no object per key: a burst of new keys arrives inside a decoded batch, so ob
 them then are scattered among the batch's short-lived ones, which are freed around them. Python's
 small-object allocator fills such holes first, so every later batch's objects of the same size
 (decoded structs, service names) would be spread over many times the memory, each on a cache line
-and page of its own: at 100,000 keys, the decoded objects of a 1 MiB chunk touched 1,930 pages
-instead of 340 (and each key cost about 270 bytes more).
+and page of its own: at 100,000 keys, the decoded objects of a 1 MiB chunk touched 1,930 pages,
+against 419 without objects per key (and each key cost 245 bytes more).
 """
 
 from __future__ import annotations

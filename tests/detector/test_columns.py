@@ -102,14 +102,6 @@ def test_registry_answers_as_a_dict_of_names_would(
     assert restored.allocate("new", "key") == registry.allocate("new", "key")  # project codes may differ
 
 
-def _unencodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def test_key_index_probes_past_collisions_and_stale_slots() -> None:
     index = KeyIndex()
     strings = [f"k{i}" for i in range(2000)]  # well over half the minimum table: rebuilds too
