@@ -192,9 +192,8 @@ class KeyRegistry:
             query = Query(np.fromiter(map(self.project_codes.get, projects, repeat(-1)), np.int64, n), packed)
         ids = self._index.find(query)
         if self._other:  # rows the index cannot hold (names too long for it)
-            for i in np.flatnonzero(query.meta == UNMATCHABLE).tolist():
-                owner = project if projects is None else projects[i]
-                ids[i] = self._other.get((owner, services[i]), -1)
+            aside = np.flatnonzero(query.meta == UNMATCHABLE).tolist()
+            self._from_other(ids, aside, projects, project, services)
         return ids
 
     def _split_lookup(self, projects: list[str] | None, project: str, services: list[str]) -> I64:
@@ -207,10 +206,16 @@ class KeyRegistry:
             part = None if projects is None else [projects[i] for i in rows]
             ids[rows] = self.lookup(part, project, [services[i] for i in rows])
         if self._other:
-            for i in [i for i, ok in enumerate(good) if not ok]:
-                owner = project if projects is None else projects[i]
-                ids[i] = self._other.get((owner, services[i]), -1)
+            self._from_other(ids, [i for i, ok in enumerate(good) if not ok], projects, project, services)
         return ids
+
+    def _from_other(
+        self, ids: I64, rows: list[int], projects: list[str] | None, project: str, services: list[str]
+    ) -> None:
+        """Set ``ids`` of ``rows`` (names the index cannot hold) from the dict."""
+        for i in rows:
+            owner = project if projects is None else projects[i]
+            ids[i] = self._other.get((owner, services[i]), -1)
 
     def catch_up(self) -> None:
         """Put the keys allocated since the last call into the index (a batch of new keys at
